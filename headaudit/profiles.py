@@ -1,0 +1,68 @@
+"""Hypothesis profiles, registered in one place and chosen by ``HYPOTHESIS_PROFILE``.
+
+``ci`` (the default) is derandomized with a bounded number of examples and no
+deadline, so two runs give identical results; ``dev`` is quicker for local work;
+``thorough`` searches harder before a release. Checks ask for a budget through
+:func:`scaled`, which multiplies their own ``ci`` example count by the profile's factor.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+from hypothesis import HealthCheck, Verbosity, settings
+
+from headaudit.errors import ConfigError
+
+__all__ = ["DEFAULT_PROFILE", "PROFILES", "Profile", "active_profile", "register_profiles", "scaled"]
+
+DEFAULT_PROFILE = "ci"
+
+
+@dataclass(frozen=True)
+class Profile:
+    """A named search budget. ``factor`` scales every check's own example count."""
+
+    name: str
+    max_examples: int
+    factor: float
+    derandomize: bool
+
+
+PROFILES: dict[str, Profile] = {
+    "ci": Profile("ci", max_examples=40, factor=1.0, derandomize=True),
+    "dev": Profile("dev", max_examples=15, factor=0.5, derandomize=False),
+    "thorough": Profile("thorough", max_examples=400, factor=8.0, derandomize=False),
+}
+
+
+def register_profiles() -> None:
+    """Register every profile with Hypothesis (idempotent)."""
+    for p in PROFILES.values():
+        settings.register_profile(
+            p.name,
+            max_examples=p.max_examples,
+            derandomize=p.derandomize,
+            deadline=None,
+            database=None,
+            print_blob=False,
+            verbosity=Verbosity.quiet,
+            suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
+        )
+
+
+def active_profile(name: str | None = None) -> Profile:
+    """The profile named by ``name``, else by ``HYPOTHESIS_PROFILE``, else ``ci``."""
+    chosen = name or os.environ.get("HYPOTHESIS_PROFILE") or DEFAULT_PROFILE
+    if chosen not in PROFILES:
+        raise ConfigError(
+            f"Hypothesis profile {chosen!r} is unknown; set HYPOTHESIS_PROFILE to one of {sorted(PROFILES)}"
+        )
+    register_profiles()
+    return PROFILES[chosen]
+
+
+def scaled(profile: Profile, ci_examples: int, minimum: int = 1) -> int:
+    """A check's example budget under ``profile``, given what it runs under ``ci``."""
+    return max(minimum, round(ci_examples * profile.factor))
