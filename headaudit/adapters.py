@@ -52,9 +52,14 @@ def call_subject(where: str, fn: Callable[..., T], *args: Any, **kwargs: Any) ->
         raise SubjectRaised(where, exc) from exc
 
 
-def accepted_kwargs(fn: Callable[..., Any], kwargs: dict[str, Any]) -> dict[str, Any]:
-    """The subset of ``kwargs`` that ``fn`` names explicitly (``**kwargs`` is not trusted)."""
+def accepted_kwargs(fn: Callable[..., Any], kwargs: dict[str, Any], named_only: bool = False) -> dict[str, Any]:
+    """The subset of ``kwargs`` that ``fn`` accepts.
+
+    All of them when ``fn`` takes ``**kwargs``, unless ``named_only``.
+    """
     params = inspect.signature(fn).parameters
+    if not named_only and any(p.kind is p.VAR_KEYWORD for p in params.values()):
+        return dict(kwargs)
     return {k: v for k, v in kwargs.items() if k in params}
 
 
@@ -72,25 +77,22 @@ def build_head(
 ) -> nn.Module:
     """Build the subject's head with dropout 0, in eval mode unless ``train``.
 
-    Size keywords the constructor does not name are dropped (the compatibility ``Head``
-    fixes ``max_prototypes`` itself), so read sizes back from ``head.proto_manager``.
-    ``extra`` keywords also go through a ``**kwargs`` parameter.
+    Every keyword is passed; when the constructor refuses one with TypeError, it is
+    called again with only the keywords its signature names (the compatibility ``Head``
+    fixes ``max_prototypes`` itself). So read sizes back from ``head.proto_manager``.
     """
     init = subject.head_cls.__init__
-    sizes = {"num_prototypes": num_prototypes, "max_prototypes": max_prototypes, "dropout_rate": 0.0}
-    kwargs = accepted_kwargs(init, sizes)
-    # Keywords the caller asked for by name go through **kwargs too (compat ``Head``).
-    takes_var_kw = any(p.kind is p.VAR_KEYWORD for p in inspect.signature(init).parameters.values())
-    kwargs.update(extra if takes_var_kw else accepted_kwargs(init, extra))
-    head: nn.Module = call_subject(
-        f"{subject.head_cls.__name__}(...)",
-        subject.head_cls,
-        num_classes,
-        emb_dim,
-        num_heads,
-        img_feat_dim if img_feat_dim is not None else emb_dim,
-        **kwargs,
-    )
+    positional = (num_classes, emb_dim, num_heads, img_feat_dim if img_feat_dim is not None else emb_dim)
+    wanted = {"num_prototypes": num_prototypes, "max_prototypes": max_prototypes, "dropout_rate": 0.0, **extra}
+    where = f"{subject.head_cls.__name__}(...)"
+    try:
+        head: nn.Module = subject.head_cls(*positional, **wanted)
+    except TypeError:
+        # A constructor that refuses a keyword (the compatibility ``Head`` fixes
+        # ``max_prototypes`` itself): pass only what it names; a real TypeError recurs.
+        head = call_subject(where, subject.head_cls, *positional, **accepted_kwargs(init, wanted, named_only=True))
+    except Exception as exc:
+        raise SubjectRaised(where, exc) from exc
     head.train(train)
     return head
 

@@ -45,7 +45,7 @@ def _state(ctx: Context, index: int) -> tuple[nn.Module, torch.Tensor, torch.Ten
     gen = ctx.generator(10_000 + index)
     centres = unit_rows(torch.randn(_CLASSES, _EMB, generator=gen))
     spread = 0.3 + 0.4 * float(torch.rand(1, generator=gen))  # within-class cosine about 0.75-0.95
-    rows = centres.repeat_interleave(_PER_CLASS, dim=0)
+    rows = centres.repeat_interleave(int(head.proto_manager.max_prototypes), dim=0)
     protos = head.proto_manager.prototypes
     with torch.no_grad():
         protos.copy_(unit_rows(rows + spread * torch.randn(rows.shape, generator=gen) / _EMB**0.5))

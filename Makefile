@@ -1,0 +1,30 @@
+# Two entry points for a fresh machine: `make report` and `make test`.
+# Everything installs into .venv; torch is pinned to the CPU build on local disk first,
+# so the project's range (torch>=2.4,<3) never pulls a multi-GB CUDA build.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+TORCH  := torch==2.13.0
+
+.PHONY: install report test lint clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+install: $(BIN)/python
+	$(BIN)/python -m pip install -q $(TORCH)
+	$(BIN)/python -m pip install -q -e '.[test,lint]'
+
+report: install
+	$(BIN)/headaudit report > REPORT.md
+	@echo "wrote REPORT.md"
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/mypy
+
+test: lint
+	HYPOTHESIS_PROFILE=ci $(BIN)/python -m pytest
+
+clean:
+	rm -rf $(VENV) build dist *.egg-info .pytest_cache .mypy_cache .ruff_cache .hypothesis

@@ -1,0 +1,3 @@
+"""A module without any head class."""
+
+VALUE = 1
