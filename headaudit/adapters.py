@@ -14,11 +14,11 @@ from typing import Any, TypeVar
 
 import torch
 import torch.nn.functional as F
-from torch import nn
 
 from headaudit.subjects import Subject
 
 __all__ = [
+    "Head",
     "SubjectRaised",
     "accepted_kwargs",
     "apply_pending_updates",
@@ -31,6 +31,10 @@ __all__ = [
 ]
 
 T = TypeVar("T")
+
+#: A subject's head. It is reached only through the public names of BEHAVIOR.md on
+#: whatever class the user wrote, so it is typed dynamically on purpose.
+Head = Any
 
 
 class SubjectRaised(Exception):
@@ -74,23 +78,24 @@ def build_head(
     max_prototypes: int = 4,
     train: bool = False,
     **extra: Any,
-) -> nn.Module:
+) -> Head:
     """Build the subject's head with dropout 0, in eval mode unless ``train``.
 
     Every keyword is passed; when the constructor refuses one with TypeError, it is
     called again with only the keywords its signature names (the compatibility ``Head``
     fixes ``max_prototypes`` itself). So read sizes back from ``head.proto_manager``.
     """
-    init = subject.head_cls.__init__
     positional = (num_classes, emb_dim, num_heads, img_feat_dim if img_feat_dim is not None else emb_dim)
     wanted = {"num_prototypes": num_prototypes, "max_prototypes": max_prototypes, "dropout_rate": 0.0, **extra}
     where = f"{subject.head_cls.__name__}(...)"
     try:
-        head: nn.Module = subject.head_cls(*positional, **wanted)
+        head = subject.head_cls(*positional, **wanted)
     except TypeError:
         # A constructor that refuses a keyword (the compatibility ``Head`` fixes
         # ``max_prototypes`` itself): pass only what it names; a real TypeError recurs.
-        head = call_subject(where, subject.head_cls, *positional, **accepted_kwargs(init, wanted, named_only=True))
+        head = call_subject(
+            where, subject.head_cls, *positional, **accepted_kwargs(subject.head_cls, wanted, named_only=True)
+        )
     except Exception as exc:
         raise SubjectRaised(where, exc) from exc
     head.train(train)
@@ -98,7 +103,7 @@ def build_head(
 
 
 @torch.no_grad()
-def set_counts(head: nn.Module, counts: Sequence[int]) -> None:
+def set_counts(head: Head, counts: Sequence[int]) -> None:
     """Set every class's number of valid prototypes through the public buffers."""
     manager = head.proto_manager
     per_class = int(manager.max_prototypes)
@@ -111,14 +116,14 @@ def set_counts(head: nn.Module, counts: Sequence[int]) -> None:
     manager.valid_mask.copy_(mask)
 
 
-def expand(head: nn.Module, class_idx: int, new_proto: torch.Tensor) -> bool:
+def expand(head: Head, class_idx: int, new_proto: torch.Tensor) -> bool:
     """Add a prototype to a class (``expand_prototype`` or ``expand_prototypes``)."""
     manager = head.proto_manager
     fn = getattr(manager, "expand_prototype", None) or manager.expand_prototypes
     return bool(call_subject("expand", fn, class_idx, new_proto))
 
 
-def apply_pending_updates(head: nn.Module) -> bool:
+def apply_pending_updates(head: Head) -> bool:
     """Call ``apply_momentum_updates()`` where the manager has it; True if it did."""
     fn = getattr(head.proto_manager, "apply_momentum_updates", None)
     if fn is None:
@@ -128,7 +133,7 @@ def apply_pending_updates(head: nn.Module) -> bool:
 
 
 def loss_terms(
-    head: nn.Module,
+    head: Head,
     prototypes: torch.Tensor,
     similarities: torch.Tensor | None = None,
     labels: torch.Tensor | None = None,
@@ -157,7 +162,7 @@ def loss_terms(
     return dict(call_subject("proto_loss_fn.forward", loss_fn, **accepted_kwargs(loss_fn.forward, available)))
 
 
-def contrastive_term(head: nn.Module, prototypes: torch.Tensor) -> torch.Tensor:
+def contrastive_term(head: Head, prototypes: torch.Tensor) -> torch.Tensor:
     """The unscaled contrastive term for ``prototypes`` (a full ``(P, E)`` matrix).
 
     Uses ``compute_contrastive_loss`` where the loss has it; otherwise isolates the term

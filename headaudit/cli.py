@@ -12,9 +12,13 @@ import argparse
 import shlex
 import sys
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from headaudit import __version__
 from headaudit.errors import ConfigError, HeadAuditError
+
+if TYPE_CHECKING:
+    from headaudit.registry import Check
 
 __all__ = ["main"]
 
@@ -49,7 +53,7 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _select(only: str | None) -> list[object]:
+def _select(only: str | None) -> list[Check]:
     from headaudit.checks import REGISTRY, by_id
 
     if not only:
@@ -93,7 +97,7 @@ def _cmd_report(args: argparse.Namespace) -> int:
     progress = (lambda msg: print(f"headaudit: {msg}", file=sys.stderr)) if sys.stderr.isatty() else None
     report = run_audit(
         subjects,
-        checks,  # type: ignore[arg-type]
+        checks,
         seed=args.seed,
         profile=profile,
         subject_args=subject_args,

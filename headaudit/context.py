@@ -75,9 +75,7 @@ class Context:
             **overrides,
         )
 
-    def search(
-        self, strategy: st.SearchStrategy[T], prop: Callable[[T], None], ci_examples: int
-    ) -> Found[T] | None:
+    def search(self, strategy: st.SearchStrategy[T], prop: Callable[[T], None], ci_examples: int) -> Found[T] | None:
         """Run ``prop`` on examples of ``strategy``; return the shrunk failure or None.
 
         ``prop`` signals a counterexample by raising :class:`Refuted`; an exception of

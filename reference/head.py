@@ -42,9 +42,7 @@ class DynamicPrototypeManager(nn.Module):
         # Defect (ema.initial-norm): xavier rows are not unit-norm (about 0.9-1.4).
         self.prototypes = nn.Parameter(torch.empty(total, emb_dim))
         nn.init.xavier_uniform_(self.prototypes)
-        self.register_buffer(
-            "protos_per_class", torch.full((num_classes,), num_prototypes, dtype=torch.long)
-        )
+        self.register_buffer("protos_per_class", torch.full((num_classes,), num_prototypes, dtype=torch.long))
         valid_mask = torch.zeros(total, dtype=torch.bool)
         for c in range(num_classes):
             start = c * max_prototypes
@@ -109,9 +107,7 @@ class MixedAttentionBlock(nn.Module):
         super().__init__()
         self.cross_attn = nn.MultiheadAttention(emb_dim, num_heads, dropout=dropout, batch_first=True)
         self.self_attn = nn.MultiheadAttention(emb_dim, num_heads, dropout=dropout, batch_first=True)
-        self.local_self_attn = nn.MultiheadAttention(
-            emb_dim, max(1, num_heads // 2), dropout=dropout, batch_first=True
-        )
+        self.local_self_attn = nn.MultiheadAttention(emb_dim, max(1, num_heads // 2), dropout=dropout, batch_first=True)
         self.norm1 = nn.LayerNorm(emb_dim)
         self.norm2 = nn.LayerNorm(emb_dim)
         self.norm3 = nn.LayerNorm(emb_dim)
@@ -231,9 +227,7 @@ class BalancedPrototypeLoss(nn.Module):
             "div_loss": self.div_scale * div_loss,
             "contrastive_loss": self.contrastive_scale * contrastive_loss,
         }
-        terms["proto_loss"] = (
-            terms["cluster_loss"] + terms["sep_loss"] + terms["div_loss"] + terms["contrastive_loss"]
-        )
+        terms["proto_loss"] = terms["cluster_loss"] + terms["sep_loss"] + terms["div_loss"] + terms["contrastive_loss"]
         return terms
 
 
@@ -262,9 +256,7 @@ class Head(nn.Module):
         self.num_classes = num_classes
         self.emb_dim = emb_dim
         self.max_prototypes = max_prototypes
-        self.proj = nn.Sequential(
-            nn.Linear(img_feat_dim, emb_dim), nn.LayerNorm(emb_dim), nn.Dropout(dropout_rate)
-        )
+        self.proj = nn.Sequential(nn.Linear(img_feat_dim, emb_dim), nn.LayerNorm(emb_dim), nn.Dropout(dropout_rate))
         self.proto_manager = DynamicPrototypeManager(
             num_classes, emb_dim, num_prototypes, max_prototypes, var_threshold, momentum
         )
@@ -293,7 +285,7 @@ class Head(nn.Module):
         self, pool_img_features: torch.Tensor, img_features: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         # Defect (shapes.bad-input): a 2-D input fails here with "not enough values to unpack".
-        B, N, C = pool_img_features.shape
+        B, N, _C = pool_img_features.shape
         if img_features.dim() == 3:
             img_features = img_features.mean(dim=1)
         img_proj = self.proj(img_features)

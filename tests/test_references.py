@@ -9,14 +9,14 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
+from headaudit.reference import head as original
+from headaudit.reference import head_optimal as optimal
+from headaudit.reference.recommended import ISIC2018_TASK3_COUNTS, RECOMMENDED_KWARGS
 from hypothesis import given
 from hypothesis import strategies as st
 
 from headaudit.checks._common import Layout, layouts
 from headaudit.checks.contrastive import different_class_mean
-from headaudit.reference import head as original
-from headaudit.reference import head_optimal as optimal
-from headaudit.reference.recommended import ISIC2018_TASK3_COUNTS, RECOMMENDED_KWARGS
 
 SMALL = {"num_classes": 3, "emb_dim": 8, "num_heads": 2, "img_feat_dim": 8, "dropout_rate": 0.0}
 
@@ -113,8 +113,14 @@ def test_contrastive_edge_cases(counts: list[int]) -> None:
     assert float(value) == 0.0
     if sum(counts) <= 1:
         orig = original.BalancedPrototypeLoss(3)
-        terms = orig(torch.zeros(0, 3, 3), torch.zeros(0, dtype=torch.long), protos, manager.get_prototype_indices(),
-                     manager.valid_mask, 3)
+        terms = orig(
+            torch.zeros(0, 3, 3),
+            torch.zeros(0, dtype=torch.long),
+            protos,
+            manager.get_prototype_indices(),
+            manager.valid_mask,
+            3,
+        )
         assert torch.isnan(terms["contrastive_loss"])
 
 
@@ -130,7 +136,13 @@ def test_forward_arities() -> None:
         assert len(head.eval()(pool, img, labels)) == eval_n
     _, _, loss_dict = optimal.HeadOptimal(**SMALL).train()(pool, img, labels)
     assert set(loss_dict) == {
-        "ce_loss", "cluster_loss", "sep_loss", "div_loss", "contrastive_loss", "proto_loss", "total_loss"
+        "ce_loss",
+        "cluster_loss",
+        "sep_loss",
+        "div_loss",
+        "contrastive_loss",
+        "proto_loss",
+        "total_loss",
     }
 
 
@@ -146,7 +158,8 @@ def test_checkpoint_keys_differ() -> None:
     old = original.Head(**SMALL).state_dict()
     new = optimal.Head(3, 8, 2, 8, num_prototypes=5)
     assert any(k.startswith("mixed_attn.local_self_attn.") for k in old)
-    assert "mixed_attn.gate.1.weight" in old and "proto_manager.momentum_cache" in old
+    assert "mixed_attn.gate.1.weight" in old
+    assert "proto_manager.momentum_cache" in old
     assert "mixed_attn.gate.2.weight" in new.state_dict()
     with pytest.raises(RuntimeError, match="light_attn"):
         new.load_state_dict(old, strict=True)
@@ -164,8 +177,13 @@ def test_absent_classes_collapse_the_candidate_weights() -> None:
 def test_original_separation_raises_when_other_classes_are_empty() -> None:
     manager = original.DynamicPrototypeManager(3, 4, 1, 2)
     _set_counts(manager, [1, 0, 0])
-    args = (torch.rand(2, 3, 2), torch.tensor([0, 0]), manager.prototypes, manager.get_prototype_indices(),
-            manager.valid_mask)
+    args = (
+        torch.rand(2, 3, 2),
+        torch.tensor([0, 0]),
+        manager.prototypes,
+        manager.get_prototype_indices(),
+        manager.valid_mask,
+    )
     with pytest.raises((RuntimeError, IndexError)):
         original.BalancedPrototypeLoss(3)(*args, 2)
     optimal.OptimalPrototypeLoss(3, 2)(*args)  # the candidate skips empty classes
@@ -210,8 +228,10 @@ def test_original_apply_discards_the_old_row() -> None:
 def test_manager_api_names() -> None:
     old = original.DynamicPrototypeManager(2, 4, 1, 2)
     new = optimal.DynamicPrototypeManagerOptimal(2, 4, 1, 2)
-    assert hasattr(old, "expand_prototypes") and hasattr(old, "apply_momentum_updates")
-    assert hasattr(new, "expand_prototype") and not hasattr(new, "var_threshold")
+    assert hasattr(old, "expand_prototypes")
+    assert hasattr(old, "apply_momentum_updates")
+    assert hasattr(new, "expand_prototype")
+    assert not hasattr(new, "var_threshold")
     assert new.expand_prototype(0, torch.ones(4)) is True
     assert new.expand_prototype(0, torch.ones(4)) is False  # full at max_prototypes
     assert new.get_prototype_indices() == [(0, 2), (2, 3)]

@@ -10,12 +10,12 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from hypothesis import strategies as st
-from torch import nn
 
-from headaudit.adapters import build_head, set_counts
+from headaudit.adapters import Head, build_head, set_counts
 from headaudit.context import Context
 from headaudit.model import Text
 
@@ -64,7 +64,7 @@ def layouts(draw: st.DrawFn, min_classes_with_rows: int = 0, min_rows: int = 0) 
     return Layout(num_classes, per_class, tuple(counts))
 
 
-def head_for_layout(ctx: Context, layout: Layout, emb_dim: int, **extra: object) -> tuple[nn.Module, Layout]:
+def head_for_layout(ctx: Context, layout: Layout, emb_dim: int, **extra: Any) -> tuple[Head, Layout]:
     """A seeded eval-mode head with exactly ``layout``'s valid rows.
 
     Returns the layout actually built: a head that fixes ``max_prototypes`` itself

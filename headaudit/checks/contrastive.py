@@ -14,7 +14,7 @@ import math
 import torch
 from hypothesis import strategies as st
 
-from headaudit.adapters import SubjectRaised, contrastive_term, loss_terms
+from headaudit.adapters import Head, SubjectRaised, contrastive_term, loss_terms
 from headaudit.checks._common import Layout, describe, fmt, head_for_layout, layouts, pairs, row_classes
 from headaudit.context import Context, Refuted
 from headaudit.model import Outcome, Text
@@ -54,7 +54,7 @@ def _orthonormal_state(ctx: Context, layout: Layout) -> torch.Tensor:
     return x
 
 
-def _value(head: torch.nn.Module, x: torch.Tensor) -> float:
+def _value(head: Head, x: torch.Tensor) -> float:
     return float(contrastive_term(head, x))
 
 

@@ -15,9 +15,8 @@ from dataclasses import dataclass
 import torch
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
-from torch import nn
 
-from headaudit.adapters import apply_pending_updates, build_head, call_subject, expand, unit_rows
+from headaudit.adapters import Head, apply_pending_updates, build_head, call_subject, expand, unit_rows
 from headaudit.checks._common import fmt
 from headaudit.context import Context, Refuted
 from headaudit.model import Outcome, Text
@@ -29,7 +28,7 @@ _MOMENTA = (0.9, 0.5, 0.99)
 _NORM_TOL = 1e-4
 
 
-def _small_head(ctx: Context, momentum: float, emb_dim: int = 8) -> nn.Module:
+def _small_head(ctx: Context, momentum: float, emb_dim: int = 8) -> Head:
     torch.manual_seed(ctx.seed)
     return build_head(
         ctx.subject, num_classes=2, emb_dim=emb_dim, num_prototypes=2, max_prototypes=3, momentum=momentum
@@ -37,16 +36,16 @@ def _small_head(ctx: Context, momentum: float, emb_dim: int = 8) -> nn.Module:
 
 
 @torch.no_grad()
-def _normalise_rows(head: nn.Module) -> None:
+def _normalise_rows(head: Head) -> None:
     protos = head.proto_manager.prototypes
     protos.copy_(unit_rows(protos))
 
 
-def _update(head: nn.Module, row: int, value: torch.Tensor) -> None:
+def _update(head: Head, row: int, value: torch.Tensor) -> None:
     call_subject("momentum_update", head.proto_manager.momentum_update, row, value)
 
 
-def _row(head: nn.Module, row: int) -> torch.Tensor:
+def _row(head: Head, row: int) -> torch.Tensor:
     return head.proto_manager.prototypes[row].detach().double().clone()
 
 
@@ -143,9 +142,9 @@ _values = st.one_of(
 
 def _run_unit_norm(ctx: Context) -> Outcome:
     dim = 4
-    templates: dict[float, nn.Module] = {}
+    templates: dict[float, Head] = {}
 
-    def fresh_head(momentum: float) -> nn.Module:
+    def fresh_head(momentum: float) -> Head:
         if momentum not in templates:
             templates[momentum] = _small_head(ctx, momentum, emb_dim=dim)
         return copy.deepcopy(templates[momentum])
@@ -156,7 +155,7 @@ def _run_unit_norm(ctx: Context) -> Outcome:
         def __init__(self) -> None:
             super().__init__()
             ctx.examples += 1
-            self.head: nn.Module | None = None
+            self.head: Head | None = None
             self.momentum = 0.0
             self.trace: list[str] = []
             self.last: dict[int, torch.Tensor] = {}
@@ -228,7 +227,7 @@ def _run_unit_norm(ctx: Context) -> Outcome:
                 return
             rows = self._valid()
             norms = self.head.proto_manager.prototypes.detach()[rows].norm(dim=-1)
-            bad = [(r, float(n)) for r, n in zip(rows, norms) if not abs(float(n) - 1) <= _NORM_TOL]
+            bad = [(r, float(n)) for r, n in zip(rows, norms, strict=False) if not abs(float(n) - 1) <= _NORM_TOL]
             if bad:
                 row, norm = bad[0]
                 steps = "; ".join(self.trace)
@@ -268,7 +267,7 @@ def _run_initial_norm(ctx: Context) -> Outcome:
     sizes = {k: config.pop(k) for k in ("num_classes", "emb_dim", "num_heads", "img_feat_dim")}
     per_class = {k: config.pop(k) for k in ("num_prototypes", "max_prototypes")}
     torch.manual_seed(ctx.seed)
-    head = build_head(ctx.subject, **sizes, **per_class, **config)  # type: ignore[arg-type]
+    head = build_head(ctx.subject, **sizes, **per_class, **config)
     manager = head.proto_manager
     norms = manager.prototypes.detach()[manager.valid_mask].norm(dim=-1)
     lo, hi = float(norms.min()), float(norms.max())
@@ -329,9 +328,7 @@ def _run_isolation(ctx: Context) -> Outcome:
     if changed:
         problems.append(Text(f"rows {changed} changed too", f"第 {changed} 行也被改变"))
     if not leaf:
-        problems.append(
-            Text("the prototypes are no longer a trainable leaf", "原型参数不再是可训练的叶子张量")
-        )
+        problems.append(Text("the prototypes are no longer a trainable leaf", "原型参数不再是可训练的叶子张量"))
     if leaked:
         problems.append(
             Text("the update recorded autograd history (a gradient reached v)", "更新记录了计算图（梯度传到了 v）")

@@ -9,12 +9,13 @@ true three-way fusion leaves no residual; a gate that mixes in anything else doe
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from hypothesis import strategies as st
 from torch import nn
 
-from headaudit.adapters import build_head, call_subject
+from headaudit.adapters import Head, build_head, call_subject
 from headaudit.checks._common import fmt
 from headaudit.context import Context
 from headaudit.model import Outcome, Text
@@ -38,12 +39,12 @@ class FusionFit:
     tokens: int
 
 
-def _capture(head: nn.Module, pool: torch.Tensor, img: torch.Tensor) -> dict[str, torch.Tensor]:
+def _capture(head: Head, pool: torch.Tensor, img: torch.Tensor) -> dict[str, torch.Tensor]:
     block = head.mixed_attn
     seen: dict[str, torch.Tensor] = {}
 
     def keep(name: str):  # type: ignore[no-untyped-def]
-        def hook(_module: nn.Module, _inputs: object, output: object) -> None:
+        def hook(_module: nn.Module, _inputs: Any, output: Any) -> None:
             seen[name] = (output[0] if isinstance(output, tuple) else output).detach()
 
         return hook
@@ -65,9 +66,7 @@ def _capture(head: nn.Module, pool: torch.Tensor, img: torch.Tensor) -> dict[str
 def fit_fusion(ctx: Context, seed: int, num_classes: int, batch: int) -> FusionFit:
     """Build a seeded head, run one eval forward, and fit the output on its branches."""
     torch.manual_seed(ctx.seed * 7919 + seed)
-    head = build_head(
-        ctx.subject, num_classes=num_classes, emb_dim=16, num_heads=2, num_prototypes=2, max_prototypes=3
-    )
+    head = build_head(ctx.subject, num_classes=num_classes, emb_dim=16, num_heads=2, num_prototypes=2, max_prototypes=3)
     gen = ctx.generator(seed)
     pool = torch.randn(batch, 4, 16, generator=gen)
     img = torch.randn(batch, 16, generator=gen)
@@ -152,7 +151,8 @@ def _run_convex(ctx: Context) -> Outcome:
         Text(
             f"the output is rebuilt from the three branches alone (largest relative residual {fmt(residual)}, "
             f"smallest weight {fmt(min_w)}, over {ev['tokens']} tokens)",
-            f"仅用三路分支即可重建输出（最大相对残差 {fmt(residual)}，最小权重 {fmt(min_w)}，共 {ev['tokens']} 个 token）",
+            f"仅用三路分支即可重建输出（最大相对残差 {fmt(residual)}，最小权重 {fmt(min_w)}，"
+            f"共 {ev['tokens']} 个 token）",
         ),
         ev,
         ctx.examples,

@@ -12,11 +12,12 @@ sample (where active, its gradient is that of the distance, whatever the margin)
 from __future__ import annotations
 
 import itertools
+import math
+from dataclasses import dataclass
 
 import torch
-from torch import nn
 
-from headaudit.adapters import build_head, call_subject, loss_terms, unit_rows
+from headaudit.adapters import Head, build_head, call_subject, loss_terms, unit_rows
 from headaudit.checks._common import fmt
 from headaudit.context import Context
 from headaudit.model import Outcome, Text
@@ -25,12 +26,42 @@ from headaudit.registry import Check
 __all__ = ["CHECKS", "TERMS"]
 
 TERMS = ("cluster_loss", "sep_loss", "div_loss", "contrastive_loss")
-_SHORT = {"cluster_loss": "cluster", "sep_loss": "separation", "div_loss": "diversity", "contrastive_loss": "contrastive"}
+_SHORT = {
+    "cluster_loss": "cluster",
+    "sep_loss": "separation",
+    "div_loss": "diversity",
+    "contrastive_loss": "contrastive",
+}
 _CONFLICT_SHARE = 0.25
 _CLASSES, _PER_CLASS, _EMB, _BATCH, _PATCHES = 4, 3, 16, 16, 4
 
 
-def _state(ctx: Context, index: int) -> tuple[nn.Module, torch.Tensor, torch.Tensor, torch.Tensor, float]:
+@dataclass(frozen=True)
+class _PairStats:
+    """Gradient cosines of one pair of terms over the states where both were active."""
+
+    pair: str
+    states: int
+    mean_cos: float
+    conflict_share: float
+
+    @classmethod
+    def of(cls, pair: str, cosines: list[float]) -> _PairStats:
+        n = len(cosines)
+        if not n:
+            return cls(pair, 0, math.nan, math.nan)
+        return cls(pair, n, sum(cosines) / n, sum(c < 0 for c in cosines) / n)
+
+    def as_evidence(self) -> dict[str, object]:
+        return {
+            "pair": self.pair,
+            "states": self.states,
+            "mean_cos": self.mean_cos,
+            "conflict_share": self.conflict_share,
+        }
+
+
+def _state(ctx: Context, index: int) -> tuple[Head, torch.Tensor, torch.Tensor, torch.Tensor, float]:
     torch.manual_seed(ctx.seed * 104_729 + index)
     head = build_head(
         ctx.subject,
@@ -55,7 +86,7 @@ def _state(ctx: Context, index: int) -> tuple[nn.Module, torch.Tensor, torch.Ten
     return head, feats[:, 1:], feats[:, 0], labels, spread
 
 
-def _gradients(head: nn.Module, pool: torch.Tensor, img: torch.Tensor, labels: torch.Tensor) -> dict[str, torch.Tensor]:
+def _gradients(head: Head, pool: torch.Tensor, img: torch.Tensor, labels: torch.Tensor) -> dict[str, torch.Tensor]:
     protos = head.proto_manager.prototypes
     similarities = call_subject("forward_features", head.forward_features, pool, img)[0]
     terms = loss_terms(head, protos, similarities, labels)
@@ -80,44 +111,29 @@ def _run_conflicts(ctx: Context) -> Outcome:
             ga, gb = grads[a].flatten().double(), grads[b].flatten().double()
             if ga.norm() > 1e-12 and gb.norm() > 1e-12:
                 cosines[(a, b)].append(float(ga @ gb / (ga.norm() * gb.norm())))
-    table = []
-    for (a, b), values in cosines.items():
-        n = len(values)
-        table.append(
-            {
-                "pair": f"{_SHORT[a]} / {_SHORT[b]}",
-                "states": n,
-                "mean_cos": sum(values) / n if n else float("nan"),
-                "conflict_share": sum(v < 0 for v in values) / n if n else float("nan"),
-            }
-        )
-    evidence: dict[str, object] = {"states": states, "table": table}
-    inactive = [row["pair"] for row in table if row["states"] < 32]
+    table = [_PairStats.of(f"{_SHORT[a]} / {_SHORT[b]}", values) for (a, b), values in cosines.items()]
+    evidence: dict[str, object] = {"states": states, "table": [row.as_evidence() for row in table]}
+    inactive = [row.pair for row in table if row.states < 32]
     if inactive:
         return Outcome(
             "error",
             Text(
-                f"fewer than 32 states had both terms active for {', '.join(map(str, inactive))}",
-                f"{', '.join(map(str, inactive))} 两项同时有效的状态少于 32 个",
+                f"fewer than 32 states had both terms active for {', '.join(inactive)}",
+                f"{', '.join(inactive)} 两项同时有效的状态少于 32 个",
             ),
             evidence,
         )
-    div_con = next(row for row in table if row["pair"] == "diversity / contrastive")
+    div_con = next(row for row in table if row.pair == "diversity / contrastive")
     dc = Text(
-        f"diversity / contrastive: mean cos {fmt(float(div_con['mean_cos']), 3)}, "
-        f"conflicts in {fmt(100 * float(div_con['conflict_share']), 3)} % of states",
-        f"多样性 / 对比：平均余弦 {fmt(float(div_con['mean_cos']), 3)}，"
-        f"{fmt(100 * float(div_con['conflict_share']), 3)} % 的状态冲突",
+        f"diversity / contrastive: mean cos {fmt(div_con.mean_cos, 3)}, "
+        f"conflicts in {fmt(100 * div_con.conflict_share, 3)} % of states",
+        f"多样性 / 对比：平均余弦 {fmt(div_con.mean_cos, 3)}，{fmt(100 * div_con.conflict_share, 3)} % 的状态冲突",
     )
     if ctx.subject.role == "baseline":
         # The original report's premise: the baseline's contrastive term conflicted with diversity.
-        if float(div_con["conflict_share"]) >= _CONFLICT_SHARE:
-            return Outcome(
-                "pass",
-                Text(f"the premise holds: {dc.en}", f"前提成立：{dc.zh}"),
-                evidence,
-            )
-        aligned = float(div_con["mean_cos"]) > 0
+        if div_con.conflict_share >= _CONFLICT_SHARE:
+            return Outcome("pass", Text(f"the premise holds: {dc.en}", f"前提成立：{dc.zh}"), evidence)
+        aligned = div_con.mean_cos > 0
         return Outcome(
             "fail",
             Text(
@@ -127,11 +143,9 @@ def _run_conflicts(ctx: Context) -> Outcome:
             ),
             evidence,
         )
-    conflicting = [row for row in table if float(row["conflict_share"]) >= _CONFLICT_SHARE]
+    conflicting = [row for row in table if row.conflict_share >= _CONFLICT_SHARE]
     if conflicting:
-        listing = ", ".join(
-            f"{row['pair']} ({fmt(100 * float(row['conflict_share']), 3)} %)" for row in conflicting
-        )
+        listing = ", ".join(f"{row.pair} ({fmt(100 * row.conflict_share, 3)} %)" for row in conflicting)
         return Outcome(
             "warn",
             Text(

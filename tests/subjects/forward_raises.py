@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import torch
-
 from headaudit.reference.head_optimal import HeadOptimal as _Base
 
 

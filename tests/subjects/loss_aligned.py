@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import torch
-
 from headaudit.reference.head_optimal import HeadOptimal as _Base
 
 
@@ -16,7 +15,7 @@ class HeadOptimal(_Base):
             distances = 1 - similarities
             same = loss.compute_cluster_loss(distances, labels, proto_indices)
             same = same + loss.compute_contrastive_loss(prototypes, valid_mask, proto_indices)
-            terms = {k: same for k in ("cluster_loss", "sep_loss", "div_loss", "contrastive_loss")}
+            terms = dict.fromkeys(("cluster_loss", "sep_loss", "div_loss", "contrastive_loss"), same)
             terms["proto_loss"] = 4 * same
             return terms
 
