@@ -5,6 +5,11 @@ counterexample instead of raising; :meth:`Context.run_machine` does the same for
 rule-based state machine. Both apply ``@seed(ctx.seed)`` (so ``--seed`` changes the
 search and the same seed repeats it exactly), silence Hypothesis's own printing, and
 count the examples they ran for the reproducibility block.
+
+Keep every integer strategy inside ``(-100, 100)`` and draw no floats or strings:
+Hypothesis mixes constants found in the source of loaded local modules into wider
+draws, which would make a result depend on which files happen to be imported (the
+full run, ``--only``, a test session). Derive wide values (seeds) from small draws.
 """
 
 from __future__ import annotations

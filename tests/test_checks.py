@@ -168,3 +168,13 @@ def test_property_searches_do_not_depend_on_the_seed(references, run_check, seed
     for check_id in ("contrastive.pairs", "contrastive.value", "ema.unit-norm"):
         got = tuple(run_check(check_id, references[role], seed).verdict for role in ("baseline", "candidate"))
         assert got == EXPECTED[check_id], (check_id, seed)
+
+
+def test_only_reproduces_the_full_run(reference_report: Report, references, run_check) -> None:  # type: ignore[no-untyped-def]
+    """Each (check, subject) starts from the same seed, so `--only ID` repeats the full run's result."""
+    for check_id in ("contrastive.value", "gate.convex", "ema.unit-norm", "losses.conflicts"):
+        for role in ("baseline", "candidate"):
+            alone = run_check(check_id, references[role])
+            full = reference_report.result(check_id, role)
+            assert full is not None
+            assert (alone.verdict, alone.summary, alone.evidence) == (full.verdict, full.summary, full.evidence)

@@ -110,3 +110,12 @@ def test_non_editable_install_finds_bundled_references(tmp_path: Path) -> None:
     out = headaudit("report", "--only", "ema.standard", "--format", "json", cwd=elsewhere, env=env)
     assert out.returncode == 0, out.stderr
     assert str(target / "headaudit" / "reference" / "head.py") in out.stdout
+
+
+def test_subjects_can_be_importable_modules() -> None:
+    out = headaudit(
+        "report", "--only", "gate.sum-to-one", "--candidate", "headaudit.reference.head_optimal:HeadOptimal"
+    )
+    assert out.returncode == 0, out.stderr
+    assert "--candidate headaudit.reference.head_optimal:HeadOptimal" in out.stdout  # in the reproduce command
+    assert "| candidate | `HeadOptimal` |" in out.stdout

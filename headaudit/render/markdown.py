@@ -48,7 +48,7 @@ _L: dict[str, Text] = {
     "candidate": Text("candidate", "候选"),
     "original": Text("Original report", "原报告"),
     "measured": Text("Measured", "实测结论"),
-    "about": Text("judged on", "针对"),
+    "about": Text("(judged on {roles})", "（针对{roles}）"),
     "check": Text("check", "检查"),
     "method": Text("Method", "方法"),
     "evidence": Text("Evidence", "证据"),
@@ -64,6 +64,13 @@ _L: dict[str, Text] = {
     "repro": Text("Reproducibility", "可复现性"),
     "examples": Text("Hypothesis examples run per check", "各检查运行的 Hypothesis 样例数"),
     "no_examples": Text("(no property search)", "（无性质搜索）"),
+    "device": Text("device: {device}, torch threads: {threads}", "设备：{device}，torch 线程数：{threads}"),
+    "seeding": Text(
+        "seed: {seed}; Hypothesis profile `{profile}` (max_examples {max_examples}, check budgets x{factor}, "
+        "derandomize {derandomize})",
+        "种子：{seed}；Hypothesis 配置 `{profile}`（max_examples {max_examples}，检查样例预算 x{factor}，"
+        "derandomize {derandomize}）",
+    ),
 }
 
 
@@ -122,13 +129,13 @@ def _claim_block(report: Report, claim: Claim, lang: str) -> list[str]:
     ran = [c for c in claim.checks if report.check(c)]
     roles = [s.role for s in report.subjects]
     verdict = _claim_verdict(report, claim)
-    about = ", ".join(_role(r, lang) for r in claim.about)
+    about = ("、" if lang == "zh" else ", ").join(_role(r, lang) for r in claim.about)
     lines = [
         f"### {claim.ref} {claim.title.get(lang)}",
         "",
         f"- **{_t('original', lang)}**: {claim.original_verdict}: {claim.says.get(lang)}",
         f"- **{_t('measured', lang)}**: {_MARK[verdict]} {_CLAIM_VERDICT[verdict].get(lang)} "
-        f"({_t('about', lang)} {about})",
+        f"{_t('about', lang, roles=about)}",
         "",
         f"| {_t('check', lang)} | " + " | ".join(_role(r, lang) for r in roles) + " |",
         "|---|" + "---|" * len(roles),
@@ -171,9 +178,17 @@ def _reproducibility(report: Report, lang: str) -> list[str]:
         f"## {_t('repro', lang)}",
         "",
         f"- headaudit {env.tool_version}; {env.python}; torch {env.torch}; hypothesis {env.hypothesis}",
-        f"- device: {env.device}, torch threads: {env.threads}",
-        f"- seed: {env.seed}; Hypothesis profile `{env.profile}` (max_examples {env.max_examples}, "
-        f"check budgets x{env.example_factor:g}, derandomize {env.derandomize})",
+        f"- {_t('device', lang, device=env.device, threads=env.threads)}",
+        "- "
+        + _t(
+            "seeding",
+            lang,
+            seed=env.seed,
+            profile=env.profile,
+            max_examples=env.max_examples,
+            factor=f"{env.example_factor:g}",
+            derandomize=env.derandomize,
+        ),
         f"- {_t('reproduce', lang)}: "
         + _reproduce(report, [c.id for c in report.checks]).replace(
             f"--only {','.join(c.id for c in report.checks)} ", ""
