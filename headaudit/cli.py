@@ -11,7 +11,9 @@ from __future__ import annotations
 import argparse
 import shlex
 import sys
+import tempfile
 from collections.abc import Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from headaudit import __version__
@@ -77,6 +79,13 @@ def _cmd_list(args: argparse.Namespace) -> int:
     return 0
 
 
+def _keep_hypothesis_files_out_of_cwd() -> None:
+    """Hypothesis caches files under ``./.hypothesis``; a report must not litter the user's folder."""
+    from hypothesis.configuration import set_hypothesis_home_dir
+
+    set_hypothesis_home_dir(Path(tempfile.gettempdir()) / "headaudit-hypothesis")
+
+
 def _cmd_report(args: argparse.Namespace) -> int:
     from headaudit.profiles import active_profile
     from headaudit.render.json import render_json
@@ -86,6 +95,7 @@ def _cmd_report(args: argparse.Namespace) -> int:
 
     checks = _select(args.only)
     profile = active_profile()
+    _keep_hypothesis_files_out_of_cwd()
     specs = default_specs()
     subject_args = ""
     for role in ("baseline", "candidate"):

@@ -25,11 +25,11 @@ from hypothesis.reporting import with_reporter
 from hypothesis.stateful import RuleBasedStateMachine, run_state_machine_as_test
 
 from headaudit.adapters import SubjectRaised
-from headaudit.model import Json, Text
+from headaudit.model import Json, Outcome, Text
 from headaudit.profiles import Profile, scaled
 from headaudit.subjects import Subject
 
-__all__ = ["Context", "Found", "Refuted"]
+__all__ = ["Context", "Found", "Refuted", "refutation_outcome"]
 
 T = TypeVar("T")
 
@@ -124,3 +124,15 @@ class Context:
             # Hypothesis re-raises the exception of the final, shrunk replay.
             return exc
         return None
+
+
+def refutation_outcome(error: Refuted | SubjectRaised, examples: int | None) -> Outcome:
+    """The ``fail`` outcome of a search that found ``error`` (a refutation or a raise)."""
+    if isinstance(error, Refuted):
+        return Outcome("fail", error.summary, error.evidence, examples)
+    return Outcome(
+        "fail",
+        Text(f"the subject raised: {error}", f"被测代码抛出异常：{error}"),
+        {"exception": str(error)},
+        examples,
+    )

@@ -41,10 +41,11 @@ def reference_report(references: dict[str, Subject]) -> Report:
 
 @pytest.fixture(scope="session")
 def hand_made() -> Callable[[str, str], Subject]:
-    """Load ``tests/subjects/<name>.py`` in a role."""
+    """Load ``tests/subjects/<name>.py`` (or ``<name>:<Class>``) in a role."""
 
     def load(name: str, role: str = "candidate") -> Subject:
-        return load_subject(str(SUBJECTS_DIR / f"{name}.py"), role)
+        file, _, cls = name.partition(":")
+        return load_subject(str(SUBJECTS_DIR / f"{file}.py") + (f":{cls}" if cls else ""), role)
 
     return load
 

@@ -178,3 +178,14 @@ def test_only_reproduces_the_full_run(reference_report: Report, references, run_
             full = reference_report.result(check_id, role)
             assert full is not None
             assert (alone.verdict, alone.summary, alone.evidence) == (full.verdict, full.summary, full.evidence)
+
+
+def test_contrastive_pairs_catches_invalid_rows_and_attraction(hand_made, run_check) -> None:  # type: ignore[no-untyped-def]
+    outcome = run_check("contrastive.pairs", hand_made("contrastive_variants:IgnoresValidMask"))
+    assert outcome.verdict == "fail"
+    assert "invalid_rows" in outcome.evidence, outcome.summary.en
+    attracts = hand_made("contrastive_variants:Attracts")
+    outcome = run_check("contrastive.pairs", attracts)
+    assert outcome.verdict == "fail"
+    assert "did not raise the loss" in outcome.summary.en
+    assert run_check("contrastive.value", attracts).verdict == "fail"

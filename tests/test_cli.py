@@ -119,3 +119,9 @@ def test_subjects_can_be_importable_modules() -> None:
     assert out.returncode == 0, out.stderr
     assert "--candidate headaudit.reference.head_optimal:HeadOptimal" in out.stdout  # in the reproduce command
     assert "| candidate | `HeadOptimal` |" in out.stdout
+
+
+def test_report_leaves_nothing_in_the_working_directory(tmp_path: Path) -> None:
+    out = headaudit("report", "--only", "contrastive.pairs", cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    assert list(tmp_path.iterdir()) == []

@@ -9,14 +9,14 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
-from headaudit.reference import head as original
-from headaudit.reference import head_optimal as optimal
-from headaudit.reference.recommended import ISIC2018_TASK3_COUNTS, RECOMMENDED_KWARGS
 from hypothesis import given
 from hypothesis import strategies as st
 
 from headaudit.checks._common import Layout, layouts
 from headaudit.checks.contrastive import different_class_mean
+from headaudit.reference import head as original
+from headaudit.reference import head_optimal as optimal
+from headaudit.reference.recommended import ISIC2018_TASK3_COUNTS, RECOMMENDED_KWARGS
 
 SMALL = {"num_classes": 3, "emb_dim": 8, "num_heads": 2, "img_feat_dim": 8, "dropout_rate": 0.0}
 

@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 
 from headaudit.adapters import Head, SubjectRaised, contrastive_term, loss_terms
 from headaudit.checks._common import Layout, describe, fmt, head_for_layout, layouts, pairs, row_classes
-from headaudit.context import Context, Refuted
+from headaudit.context import Context, Refuted, refutation_outcome
 from headaudit.model import Outcome, Text
 from headaudit.registry import Check
 
@@ -66,6 +66,20 @@ def _run_pairs(ctx: Context) -> Outcome:
         owner = row_classes(layout)
         x = _orthonormal_state(ctx, layout)
         base = _value(head, x)
+        invalid = [r for r in range(x.size(0)) if r not in owner]
+        if invalid:
+            shuffled = x.clone()
+            shuffled[invalid] = -3.0 * x[invalid].flip(-1)
+            change = _value(head, shuffled) - base
+            if abs(change) > _TOL:
+                raise Refuted(
+                    Text(
+                        f"changing only invalid rows changed the loss by {fmt(change)} ({describe(layout).en})",
+                        f"只改变无效行就使损失变化 {fmt(change)}（{describe(layout).zh}）",
+                    ),
+                    {"layout": layout.as_evidence(), "invalid_rows": invalid, "loss_change": change},
+                )
+
         for i, j in pairs(sorted(owner)):
             moved = x.clone()
             moved[i] = x[i] + _EPS * x[j]
@@ -97,23 +111,10 @@ def _run_pairs(ctx: Context) -> Outcome:
                         ),
                         {**where, "pair_classes": [owner[i], owner[j]]},
                     )
-        invalid = [r for r in range(x.size(0)) if r not in owner]
-        if invalid:
-            shuffled = x.clone()
-            shuffled[invalid] = -3.0 * x[invalid].flip(-1)
-            change = _value(head, shuffled) - base
-            if abs(change) > _TOL:
-                raise Refuted(
-                    Text(
-                        f"changing only invalid rows changed the loss by {fmt(change)} ({describe(layout).en})",
-                        f"只改变无效行就使损失变化 {fmt(change)}（{describe(layout).zh}）",
-                    ),
-                    {"layout": layout.as_evidence(), "invalid_rows": invalid, "loss_change": change},
-                )
 
     found = ctx.search(layouts(min_rows=2), prop, ci_examples=25)
     if found is not None:
-        return _refutation_outcome(found.error, ctx)
+        return refutation_outcome(found.error, ctx.examples)
     return Outcome(
         "pass",
         Text(
@@ -125,17 +126,6 @@ def _run_pairs(ctx: Context) -> Outcome:
             f"{fmt(stats['smallest_cross_class_change'])}）；无效行不影响损失",
         ),
         dict(stats),
-        ctx.examples,
-    )
-
-
-def _refutation_outcome(error: Refuted | SubjectRaised, ctx: Context) -> Outcome:
-    if isinstance(error, Refuted):
-        return Outcome("fail", error.summary, error.evidence, ctx.examples)
-    return Outcome(
-        "fail",
-        Text(f"the subject raised: {error}", f"被测代码抛出异常：{error}"),
-        {"exception": str(error)},
         ctx.examples,
     )
 
@@ -169,7 +159,7 @@ def _run_value(ctx: Context) -> Outcome:
 
     found = ctx.search(cases(), prop, ci_examples=25)
     if found is not None:
-        return _refutation_outcome(found.error, ctx)
+        return refutation_outcome(found.error, ctx.examples)
     return Outcome(
         "pass",
         Text(

@@ -18,7 +18,7 @@ from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, pr
 
 from headaudit.adapters import Head, apply_pending_updates, build_head, call_subject, expand, unit_rows
 from headaudit.checks._common import fmt
-from headaudit.context import Context, Refuted
+from headaudit.context import Context, Refuted, refutation_outcome
 from headaudit.model import Outcome, Text
 from headaudit.registry import Check
 
@@ -259,14 +259,7 @@ def _run_unit_norm(ctx: Context) -> Outcome:
             {"sequences": ctx.examples, "momenta": list(_MOMENTA)},
             ctx.examples,
         )
-    if isinstance(error, Refuted):
-        return Outcome("fail", error.summary, error.evidence, ctx.examples)
-    return Outcome(
-        "fail",
-        Text(f"the subject raised during updates: {error}", f"更新过程中被测代码抛出异常：{error}"),
-        {"exception": str(error)},
-        ctx.examples,
-    )
+    return refutation_outcome(error, ctx.examples)
 
 
 def _run_initial_norm(ctx: Context) -> Outcome:

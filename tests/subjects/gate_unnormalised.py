@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import torch
+from torch import nn
+
 from headaudit.reference.head_optimal import HeadOptimal as _Base
 from headaudit.reference.head_optimal import MixedAttentionBlockOptimal
-from torch import nn
 
 
 class SigmoidFusionBlock(MixedAttentionBlockOptimal):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import torch
+
 from headaudit.reference.head_optimal import HeadOptimal as _Base
 
 
