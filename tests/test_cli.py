@@ -125,3 +125,10 @@ def test_report_leaves_nothing_in_the_working_directory(tmp_path: Path) -> None:
     out = headaudit("report", "--only", "contrastive.pairs", cwd=tmp_path)
     assert out.returncode == 0, out.stderr
     assert list(tmp_path.iterdir()) == []
+
+
+def test_unknown_hypothesis_profile_is_a_config_error() -> None:
+    out = headaudit("report", "--only", "ema.standard", env={**os.environ, "HYPOTHESIS_PROFILE": "fast"})
+    assert out.returncode == 2
+    assert out.stderr.count("\n") == 1
+    assert "Hypothesis profile 'fast' is unknown" in out.stderr

@@ -65,3 +65,12 @@ def test_profiles(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("HYPOTHESIS_PROFILE", "nope")
     with pytest.raises(ConfigError, match="'nope'"):
         active_profile()
+
+
+def test_public_api_is_importable() -> None:
+    import headaudit
+
+    for name in headaudit.__all__:
+        assert getattr(headaudit, name) is not None
+    with pytest.raises(AttributeError, match="no attribute 'nope'"):
+        _ = headaudit.nope

@@ -104,15 +104,21 @@ def _gradients(head: Head, pool: torch.Tensor, img: torch.Tensor, labels: torch.
 def _run_conflicts(ctx: Context) -> Outcome:
     states = ctx.budget(32, minimum=32)
     cosines: dict[tuple[str, str], list[float]] = {p: [] for p in itertools.combinations(TERMS, 2)}
+    margins: set[float] = set()
     for index in range(states):
         head, pool, img, labels, _ = _state(ctx, index)
+        margins.add(float(getattr(head.proto_loss_fn, "margin", math.nan)))
         grads = _gradients(head, pool, img, labels)
         for a, b in cosines:
             ga, gb = grads[a].flatten().double(), grads[b].flatten().double()
             if ga.norm() > 1e-12 and gb.norm() > 1e-12:
                 cosines[(a, b)].append(float(ga @ gb / (ga.norm() * gb.norm())))
     table = [_PairStats.of(f"{_SHORT[a]} / {_SHORT[b]}", values) for (a, b), values in cosines.items()]
-    evidence: dict[str, object] = {"states": states, "table": [row.as_evidence() for row in table]}
+    evidence: dict[str, object] = {
+        "states": states,
+        "separation_margin": margins.pop() if len(margins) == 1 else sorted(margins),
+        "table": [row.as_evidence() for row in table],
+    }
     inactive = [row.pair for row in table if row.states < 32]
     if inactive:
         return Outcome(
