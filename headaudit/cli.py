@@ -32,6 +32,16 @@ class _Parser(argparse.ArgumentParser):
         raise ConfigError(f"{message} (see `headaudit {self.prog.split()[-1]} --help`)")
 
 
+def _seed(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid int value: {text!r}") from None
+    if not 0 <= value < 2**32:
+        raise argparse.ArgumentTypeError(f"seed {value} is outside 0..2**32-1")
+    return value
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="headaudit", description="Evidence-based audit of multi-prototype heads.")
     parser.add_argument("--version", action="version", version=f"headaudit {__version__}")
@@ -44,7 +54,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     report.add_argument("--lang", choices=("en", "zh"), default="en")
     report.add_argument("--format", choices=("md", "json"), default="md")
-    report.add_argument("--seed", type=int, default=0, help="seed for torch and Hypothesis (default 0)")
+    report.add_argument("--seed", type=_seed, default=0, help="seed for torch and Hypothesis (default 0)")
     report.add_argument("--only", metavar="ID[,ID]", help="run only these check ids (see `headaudit list`)")
     report.add_argument("--no-bench", action="store_true", help="skip the performance section")
     report.add_argument("--debug", action="store_true", help="show tracebacks")

@@ -57,6 +57,7 @@ def test_json_and_chinese_outputs() -> None:
         (["report", "--only", "gate.nope"], "unknown check id 'gate.nope'"),
         (["report", "--lang", "fr"], "invalid choice"),
         (["report", "--seed", "x"], "invalid int value"),
+        (["report", "--seed", "-1"], "outside 0..2**32-1"),
         (["frobnicate"], "invalid choice"),
     ],
 )

@@ -84,3 +84,12 @@ def test_unjudged_claims_are_named_not_passed(reference_report: Report) -> None:
 def test_renderers_do_not_import_torch() -> None:
     code = "import sys, headaudit.render, headaudit.claims; sys.exit('torch' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0
+
+
+def test_markdown_evidence_blocks_are_valid_json(reference_report: Report) -> None:
+    md = render_markdown(reference_report, "en")
+    blocks = re.findall(r"```json\n(.*?)\n```", md, flags=re.S)
+    assert len(blocks) == len(reference_report.checks)
+    for block in blocks:
+        data = json.loads(block)
+        assert set(data) == {"baseline", "candidate"}

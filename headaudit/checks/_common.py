@@ -19,7 +19,7 @@ from headaudit.adapters import Head, build_head, set_counts
 from headaudit.context import Context
 from headaudit.model import Text
 
-__all__ = ["Layout", "describe", "fmt", "head_for_layout", "layouts", "row_classes"]
+__all__ = ["Layout", "describe", "fmt", "head_for_layout", "layouts", "pairs", "row_classes"]
 
 
 @dataclass(frozen=True)
