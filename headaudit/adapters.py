@@ -28,6 +28,7 @@ __all__ = [
     "expand",
     "loss_terms",
     "set_counts",
+    "set_manager_counts",
 ]
 
 T = TypeVar("T")
@@ -102,10 +103,14 @@ def build_head(
     return head
 
 
-@torch.no_grad()
 def set_counts(head: Head, counts: Sequence[int]) -> None:
+    """Set every class's number of valid prototypes of ``head``."""
+    set_manager_counts(head.proto_manager, counts)
+
+
+@torch.no_grad()
+def set_manager_counts(manager: Any, counts: Sequence[int]) -> None:
     """Set every class's number of valid prototypes through the public buffers."""
-    manager = head.proto_manager
     per_class = int(manager.max_prototypes)
     if len(counts) != int(manager.num_classes) or any(not 0 <= k <= per_class for k in counts):
         raise ValueError(f"counts {list(counts)!r} do not fit {manager.num_classes} classes x {per_class}")

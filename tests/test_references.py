@@ -12,6 +12,7 @@ import torch.nn.functional as F
 from hypothesis import given
 from hypothesis import strategies as st
 
+from headaudit.adapters import set_manager_counts
 from headaudit.checks._common import Layout, layouts
 from headaudit.checks.contrastive import different_class_mean
 from headaudit.reference import head as original
@@ -26,14 +27,6 @@ def _inputs(batch: int = 4, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
     return torch.randn(batch, 5, 8, generator=gen), torch.randn(batch, 8, generator=gen)
 
 
-def _set_counts(manager: torch.nn.Module, counts: list[int]) -> None:
-    manager.protos_per_class.copy_(torch.tensor(counts))
-    mask = torch.zeros_like(manager.valid_mask)
-    for c, k in enumerate(counts):
-        mask[c * manager.max_prototypes : c * manager.max_prototypes + k] = True
-    manager.valid_mask.copy_(mask)
-
-
 # --- named properties of the design ---------------------------------------------------
 
 
@@ -41,7 +34,7 @@ def _set_counts(manager: torch.nn.Module, counts: list[int]) -> None:
 def test_contrastive_mask_excludes_same_class_pairs(layout: Layout, seed: int) -> None:
     loss = optimal.OptimalPrototypeLoss(layout.num_classes, layout.max_prototypes)
     manager = optimal.DynamicPrototypeManagerOptimal(layout.num_classes, 6, 1, layout.max_prototypes)
-    _set_counts(manager, list(layout.counts))
+    set_manager_counts(manager, list(layout.counts))
     protos = torch.randn(layout.num_classes * layout.max_prototypes, 6, generator=torch.Generator().manual_seed(seed))
     value = loss.compute_contrastive_loss(protos.double(), manager.valid_mask, manager.get_prototype_indices())
     assert float(value) == pytest.approx(different_class_mean(protos.double(), layout), abs=1e-9)
@@ -107,7 +100,7 @@ def test_contrastive_edge_cases(counts: list[int]) -> None:
     """n <= 1 (and a single class) give 0 in the fix; the original gives NaN for n <= 1."""
     loss = optimal.OptimalPrototypeLoss(3, 3)
     manager = optimal.DynamicPrototypeManagerOptimal(3, 4, 1, 3)
-    _set_counts(manager, counts)
+    set_manager_counts(manager, counts)
     protos = torch.randn(9, 4, requires_grad=True)
     value = loss.compute_contrastive_loss(protos, manager.valid_mask, manager.get_prototype_indices())
     assert float(value) == 0.0
@@ -176,7 +169,7 @@ def test_absent_classes_collapse_the_candidate_weights() -> None:
 
 def test_original_separation_raises_when_other_classes_are_empty() -> None:
     manager = original.DynamicPrototypeManager(3, 4, 1, 2)
-    _set_counts(manager, [1, 0, 0])
+    set_manager_counts(manager, [1, 0, 0])
     args = (
         torch.rand(2, 3, 2),
         torch.tensor([0, 0]),
@@ -206,7 +199,7 @@ def test_shared_defects(cls) -> None:  # type: ignore[no-untyped-def]
     with pytest.raises(ValueError, match="not enough values to unpack"):
         head(pool[:, 0], img)
     # a class with zero prototypes fails in max
-    _set_counts(head.proto_manager, [0, 5, 5])
+    set_manager_counts(head.proto_manager, [0, 5, 5])
     with pytest.raises((RuntimeError, IndexError)):
         head(pool, img)
     # xavier rows are not unit-norm

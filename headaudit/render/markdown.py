@@ -86,6 +86,14 @@ def _role(role: str, lang: str) -> str:
     return _L[role].get(lang) if role in _L else role
 
 
+def _role_table_head(roles: list[str], lang: str) -> list[str]:
+    """Header rows of a table with one column per subject role."""
+    return [
+        f"| {_t('check', lang)} | " + " | ".join(_role(r, lang) for r in roles) + " |",
+        "|---|" + "---|" * len(roles),
+    ]
+
+
 def _reproduce(report: Report, check_ids: list[str]) -> str:
     env = report.environment
     prefix = "" if env.profile == "ci" else f"HYPOTHESIS_PROFILE={env.profile} "
@@ -139,8 +147,7 @@ def _claim_block(report: Report, claim: Claim, lang: str) -> list[str]:
         f"- **{_t('measured', lang)}**: {_MARK[verdict]} {_CLAIM_VERDICT[verdict].get(lang)} "
         f"{_t('about', lang, roles=about)}",
         "",
-        f"| {_t('check', lang)} | " + " | ".join(_role(r, lang) for r in roles) + " |",
-        "|---|" + "---|" * len(roles),
+        *_role_table_head(roles, lang),
     ]
     for check_id in ran:
         cells = []
@@ -202,8 +209,7 @@ def _reproducibility(report: Report, lang: str) -> list[str]:
         "",
         f"{_t('examples', lang)}:",
         "",
-        f"| {_t('check', lang)} | " + " | ".join(_role(r, lang) for r in roles) + " |",
-        "|---|" + "---|" * len(roles),
+        *_role_table_head(roles, lang),
     ]
     for c in report.checks:
         cells = []
