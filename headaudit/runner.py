@@ -38,12 +38,6 @@ def _resolve(obj: object, path: str) -> bool:
     return True
 
 
-def _probe(subject: Subject) -> nn.Module:
-    torch.manual_seed(0)
-    head: nn.Module = subject.head_cls(num_classes=3, emb_dim=8, num_heads=2, img_feat_dim=8)
-    return head
-
-
 def missing_needs(check: Check, head: nn.Module) -> list[str]:
     """The attribute paths of ``check.needs`` that ``head`` lacks."""
     return [name for name in check.needs if not _resolve(head, name)]
@@ -94,13 +88,12 @@ def run_audit(
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # small ops: one thread is faster and its results repeat exactly
     try:
-        probes = {s.role: _probe(s) for s in subjects}
         results = []
         for check in checks:
             for subject in subjects:
                 if progress:
                     progress(f"{check.id} on {subject.role}")
-                outcome = _run_one(check, subject, probes[subject.role], seed, profile)
+                outcome = _run_one(check, subject, subject.probe, seed, profile)
                 results.append(
                     Result(
                         check=check.id,

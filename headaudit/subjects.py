@@ -43,13 +43,18 @@ _SMOKE_KWARGS: dict[str, Any] = {"num_classes": 3, "emb_dim": 8, "num_heads": 2,
 
 @dataclass(frozen=True)
 class Subject:
-    """A loaded head file: its role (``baseline``/``candidate``), module and head class."""
+    """A loaded head file: its role (``baseline``/``candidate``), module and head class.
+
+    ``probe`` is the small head built when loading (the constructor smoke test); the
+    runner reads attribute names off it, so it is never trained or measured.
+    """
 
     role: str
     path: Path
     sha256: str
     module: ModuleType
     head_cls: type
+    probe: Any
 
     def info(self) -> SubjectInfo:
         return SubjectInfo(self.role, str(self.path), self.sha256, self.head_cls.__name__)
@@ -136,11 +141,11 @@ def load_subject(spec: str, role: str) -> Subject:
     path, module = _load_module(target, role)
     cls = _head_class(module, path, wanted, role)
     try:
-        cls(**_SMOKE_KWARGS)
+        probe = cls(**_SMOKE_KWARGS)
     except Exception as exc:
         raise SubjectError(
             f"{role} head {cls.__name__}({', '.join(f'{k}={v!r}' for k, v in _SMOKE_KWARGS.items())}) "
             f"from {str(path)!r} raised {type(exc).__name__}: {exc}"
         ) from exc
     digest = hashlib.sha256(path.read_bytes()).hexdigest()
-    return Subject(role=role, path=path, sha256=digest, module=module, head_cls=cls)
+    return Subject(role=role, path=path, sha256=digest, module=module, head_cls=cls, probe=probe)
