@@ -6,7 +6,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 TORCH  := torch==2.13.0
 
-.PHONY: install report test lint clean
+.PHONY: install report test lint bench bench-timing clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -26,6 +26,14 @@ lint: install
 
 test: lint
 	HYPOTHESIS_PROFILE=ci $(BIN)/python -m pytest
+
+bench: install
+	$(BIN)/headaudit bench
+
+# Timing runs of the whole benchmark grid (no xdist: it disables pytest-benchmark).
+bench-timing: install
+	HEADAUDIT_BENCH_GRID=full $(BIN)/python -m pytest benchmarks --benchmark-enable --benchmark-only \
+		--benchmark-json=.benchmarks/bench.json
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info .pytest_cache .mypy_cache .ruff_cache .hypothesis

@@ -1,143 +1,142 @@
-"""One adapter per difference between head files, through the public names only.
+"""One adapter per difference between head files, through declared names only.
 
 The two files differ in shape: ``expand_prototypes`` vs ``expand_prototype``, a loss
-``forward`` with or without ``max_prototypes``, per-term methods in one and inline
-terms in the other. Checks call these functions instead of either spelling, so the
-same check runs on any copy that keeps the names in BEHAVIOR.md.
+``forward`` with or without ``max_prototypes``, per-term methods in one and inline terms
+in the other, deferred (``apply_momentum_updates``) or immediate momentum updates.
+Checks call these functions instead of either spelling, so the same check runs on any
+copy that keeps (or maps) the names in BEHAVIOR.md. Each function states the names it
+touches in a ``*_NEEDS`` tuple that checks add to their own declaration.
 """
 
 from __future__ import annotations
 
+import copy
 import inspect
-from collections.abc import Callable, Sequence
-from typing import Any, TypeVar
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 
-from headaudit.subjects import Subject
+from headaudit.context import Context, NameMissing
+from headaudit.names import NameMap, walk
+from headaudit.sandbox import SubjectRaised, call_subject
 
 __all__ = [
+    "APPLY_NEEDS",
+    "CONTRASTIVE_NEEDS",
+    "EXPAND_NEEDS",
+    "LAYOUT_NEEDS",
+    "LOSS_CALL_NEEDS",
     "Head",
-    "SubjectRaised",
-    "accepted_kwargs",
     "apply_pending_updates",
-    "build_head",
-    "call_subject",
     "contrastive_term",
     "expand",
+    "forward_loss_keys",
     "loss_terms",
+    "proto_loss_keys",
     "set_counts",
-    "set_manager_counts",
+    "unit_rows",
 ]
 
-T = TypeVar("T")
-
-#: A subject's head. It is reached only through the public names of BEHAVIOR.md on
-#: whatever class the user wrote, so it is typed dynamically on purpose.
+#: A subject's head. It is reached only through declared names on whatever class the
+#: user wrote, so it is typed dynamically on purpose.
 Head = Any
 
-
-class SubjectRaised(Exception):
-    """The subject itself raised while a check was measuring it."""
-
-    def __init__(self, where: str, exc: BaseException) -> None:
-        self.where = where
-        self.exc = exc
-        super().__init__(f"{where} raised {type(exc).__name__}: {exc}")
-
-
-def call_subject(where: str, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-    """Call into the subject, re-raising its exceptions as :class:`SubjectRaised`."""
-    try:
-        return fn(*args, **kwargs)
-    except SubjectRaised:
-        raise
-    except Exception as exc:
-        raise SubjectRaised(where, exc) from exc
+LAYOUT_NEEDS = (
+    "proto_manager.num_classes",
+    "proto_manager.max_prototypes",
+    "proto_manager.protos_per_class",
+    "proto_manager.valid_mask",
+)
+LOSS_CALL_NEEDS = (*LAYOUT_NEEDS, "proto_loss_fn", "proto_manager.get_prototype_indices")
+CONTRASTIVE_NEEDS = (
+    *LOSS_CALL_NEEDS,
+    "proto_loss_fn.compute_contrastive_loss|proto_loss_fn[contrastive_loss]",
+    "?proto_loss_fn.contrastive_scale",
+)
+EXPAND_NEEDS = ("proto_manager.expand_prototype|proto_manager.expand_prototypes",)
+APPLY_NEEDS = ("?proto_manager.apply_momentum_updates",)
 
 
-def accepted_kwargs(fn: Callable[..., Any], kwargs: dict[str, Any], named_only: bool = False) -> dict[str, Any]:
-    """The subset of ``kwargs`` that ``fn`` accepts.
-
-    All of them when ``fn`` takes ``**kwargs``, unless ``named_only``.
-    """
-    params = inspect.signature(fn).parameters
-    if not named_only and any(p.kind is p.VAR_KEYWORD for p in params.values()):
-        return dict(kwargs)
-    return {k: v for k, v in kwargs.items() if k in params}
-
-
-def build_head(
-    subject: Subject,
-    *,
-    num_classes: int,
-    emb_dim: int,
-    num_heads: int = 1,
-    img_feat_dim: int | None = None,
-    num_prototypes: int = 2,
-    max_prototypes: int = 4,
-    train: bool = False,
-    **extra: Any,
-) -> Head:
-    """Build the subject's head with dropout 0, in eval mode unless ``train``.
-
-    Every keyword is passed; when the constructor refuses one with TypeError, it is
-    called again with only the keywords its signature names (the compatibility ``Head``
-    fixes ``max_prototypes`` itself). So read sizes back from ``head.proto_manager``.
-    """
-    positional = (num_classes, emb_dim, num_heads, img_feat_dim if img_feat_dim is not None else emb_dim)
-    wanted = {"num_prototypes": num_prototypes, "max_prototypes": max_prototypes, "dropout_rate": 0.0, **extra}
-    where = f"{subject.head_cls.__name__}(...)"
-    try:
-        head = subject.head_cls(*positional, **wanted)
-    except TypeError:
-        # A constructor that refuses a keyword (the compatibility ``Head`` fixes
-        # ``max_prototypes`` itself): pass only what it names; a real TypeError recurs.
-        head = call_subject(
-            where, subject.head_cls, *positional, **accepted_kwargs(subject.head_cls, wanted, named_only=True)
-        )
-    except Exception as exc:
-        raise SubjectRaised(where, exc) from exc
-    head.train(train)
-    return head
-
-
-def set_counts(head: Head, counts: Sequence[int]) -> None:
-    """Set every class's number of valid prototypes of ``head``."""
-    set_manager_counts(head.proto_manager, counts)
+def unit_rows(x: torch.Tensor) -> torch.Tensor:
+    """Rows L2-normalised (a local helper so checks never rely on the subject's)."""
+    return F.normalize(x, p=2, dim=-1)
 
 
 @torch.no_grad()
-def set_manager_counts(manager: Any, counts: Sequence[int]) -> None:
+def set_counts(ctx: Context, head: Head, counts: Sequence[int]) -> None:
     """Set every class's number of valid prototypes through the public buffers."""
-    per_class = int(manager.max_prototypes)
-    if len(counts) != int(manager.num_classes) or any(not 0 <= k <= per_class for k in counts):
-        raise ValueError(f"counts {list(counts)!r} do not fit {manager.num_classes} classes x {per_class}")
-    manager.protos_per_class.copy_(torch.tensor(list(counts), dtype=manager.protos_per_class.dtype))
-    mask = torch.zeros_like(manager.valid_mask)
+    per_class = int(ctx.get(head, "proto_manager.max_prototypes"))
+    num_classes = int(ctx.get(head, "proto_manager.num_classes"))
+    if len(counts) != num_classes or any(not 0 <= k <= per_class for k in counts):
+        raise ValueError(f"counts {list(counts)!r} do not fit {num_classes} classes x {per_class}")
+    per = ctx.get(head, "proto_manager.protos_per_class")
+    per.copy_(torch.tensor(list(counts), dtype=per.dtype))
+    valid = ctx.get(head, "proto_manager.valid_mask")
+    mask = torch.zeros_like(valid)
     for c, k in enumerate(counts):
         mask[c * per_class : c * per_class + k] = True
-    manager.valid_mask.copy_(mask)
+    valid.copy_(mask)
 
 
-def expand(head: Head, class_idx: int, new_proto: torch.Tensor) -> bool:
+def expand(ctx: Context, head: Head, class_idx: int, new_proto: torch.Tensor) -> bool:
     """Add a prototype to a class (``expand_prototype`` or ``expand_prototypes``)."""
-    manager = head.proto_manager
-    fn = getattr(manager, "expand_prototype", None) or manager.expand_prototypes
-    return bool(call_subject("expand", fn, class_idx, new_proto))
+    for name in ("proto_manager.expand_prototype", "proto_manager.expand_prototypes"):
+        if ctx.has(name):
+            return bool(call_subject(name, ctx.get(head, name), class_idx, new_proto))
+    raise NameMissing("proto_manager.expand_prototype", "proto_manager.expand_prototype(s)", None)
 
 
-def apply_pending_updates(head: Head) -> bool:
+def apply_pending_updates(ctx: Context, head: Head) -> bool:
     """Call ``apply_momentum_updates()`` where the manager has it; True if it did."""
-    fn = getattr(head.proto_manager, "apply_momentum_updates", None)
-    if fn is None:
+    name = "proto_manager.apply_momentum_updates"
+    if not ctx.has(name):
         return False
-    call_subject("apply_momentum_updates", fn)
+    call_subject(name, ctx.get(head, name))
     return True
 
 
+def _call_loss(loss_fn: Any, available: Mapping[str, Any], where: str) -> dict[str, torch.Tensor]:
+    forward = getattr(loss_fn, "forward", loss_fn)
+    try:
+        params: Mapping[str, inspect.Parameter] = inspect.signature(forward).parameters
+    except (TypeError, ValueError):
+        params = {}
+    takes_kwargs = any(p.kind is p.VAR_KEYWORD for p in params.values())
+    for name, p in params.items():
+        if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY) and p.default is p.empty and name not in available:
+            raise NameMissing(f"proto_loss_fn.forward({name})", f"a loss argument named {name!r}", None)
+    args = dict(available) if takes_kwargs else {k: v for k, v in available.items() if k in params}
+    out = call_subject(where, loss_fn, **args)
+    if not isinstance(out, Mapping):
+        raise SubjectRaised(where, TypeError(f"returned {type(out).__name__}, not a dict of loss terms"))
+    return dict(out)
+
+
+def _loss_inputs(
+    manager_get: Any,
+    prototypes: torch.Tensor,
+    similarities: torch.Tensor | None,
+    labels: torch.Tensor | None,
+) -> dict[str, Any]:
+    num_classes, per_class, valid, indices = manager_get
+    if labels is None:
+        labels = torch.zeros(0, dtype=torch.long)
+    if similarities is None:
+        similarities = torch.zeros(labels.numel(), num_classes, per_class, dtype=prototypes.dtype)
+    return {
+        "similarities": similarities,
+        "labels": labels,
+        "prototypes": prototypes,
+        "proto_indices": indices,
+        "valid_mask": valid,
+        "max_prototypes": per_class,
+    }
+
+
 def loss_terms(
+    ctx: Context,
     head: Head,
     prototypes: torch.Tensor,
     similarities: torch.Tensor | None = None,
@@ -145,46 +144,89 @@ def loss_terms(
 ) -> dict[str, torch.Tensor]:
     """Call ``head.proto_loss_fn`` and return its dict of (scaled) terms.
 
-    Without ``labels`` the batch is empty: per-class terms skip every class, so only
-    the prototype-only terms (diversity, contrastive) remain. The loss ``forward`` is
-    called by keyword with the arguments its signature names.
+    Without ``labels`` the batch is empty: per-class terms skip every class, so only the
+    prototype-only terms (diversity, contrastive) remain. The loss ``forward`` is called
+    by keyword with the arguments its signature names.
     """
-    manager = head.proto_manager
-    num_classes, per_class = int(manager.num_classes), int(manager.max_prototypes)
-    if labels is None:
-        labels = torch.zeros(0, dtype=torch.long)
-    if similarities is None:
-        similarities = torch.zeros(labels.numel(), num_classes, per_class, dtype=prototypes.dtype)
-    available = {
-        "similarities": similarities,
-        "labels": labels,
-        "prototypes": prototypes,
-        "proto_indices": manager.get_prototype_indices(),
-        "valid_mask": manager.valid_mask,
-        "max_prototypes": per_class,
-    }
-    loss_fn = head.proto_loss_fn
-    return dict(call_subject("proto_loss_fn.forward", loss_fn, **accepted_kwargs(loss_fn.forward, available)))
+    indices = call_subject("get_prototype_indices", ctx.get(head, "proto_manager.get_prototype_indices"))
+    manager = (
+        int(ctx.get(head, "proto_manager.num_classes")),
+        int(ctx.get(head, "proto_manager.max_prototypes")),
+        ctx.get(head, "proto_manager.valid_mask"),
+        indices,
+    )
+    available = _loss_inputs(manager, prototypes, similarities, labels)
+    return _call_loss(ctx.get(head, "proto_loss_fn"), available, "proto_loss_fn")
 
 
-def contrastive_term(head: Head, prototypes: torch.Tensor) -> torch.Tensor:
-    """The unscaled contrastive term for ``prototypes`` (a full ``(P, E)`` matrix).
+def contrastive_term(ctx: Context, head: Head, prototypes: torch.Tensor, *, unscaled: bool) -> torch.Tensor:
+    """The contrastive term for ``prototypes`` (a full ``(P, E)`` matrix).
 
-    Uses ``compute_contrastive_loss`` where the loss has it; otherwise isolates the term
-    through the loss forward with an empty label batch and divides out
-    ``contrastive_scale``.
+    Uses ``compute_contrastive_loss`` where the loss has it (an unscaled term); otherwise
+    isolates the term through the loss forward with an empty label batch, and divides
+    out ``contrastive_scale`` when ``unscaled`` is asked for (``n/a`` without it).
     """
-    manager, loss_fn = head.proto_manager, head.proto_loss_fn
-    method = getattr(loss_fn, "compute_contrastive_loss", None)
-    if method is not None:
-        value = call_subject(
-            "compute_contrastive_loss", method, prototypes, manager.valid_mask, manager.get_prototype_indices()
-        )
+    method = "proto_loss_fn.compute_contrastive_loss"
+    if ctx.has(method):
+        valid = ctx.get(head, "proto_manager.valid_mask")
+        indices = call_subject("get_prototype_indices", ctx.get(head, "proto_manager.get_prototype_indices"))
+        value = call_subject("compute_contrastive_loss", ctx.get(head, method), prototypes, valid, indices)
         return torch.as_tensor(value)
-    terms = loss_terms(head, prototypes)
-    return terms["contrastive_loss"] / float(loss_fn.contrastive_scale)
+    value = ctx.key(loss_terms(ctx, head, prototypes), "proto_loss_fn[contrastive_loss]")
+    if not unscaled:
+        return torch.as_tensor(value)
+    scale = float(ctx.get(head, "proto_loss_fn.contrastive_scale"))
+    return torch.as_tensor(value) / scale
 
 
-def unit_rows(x: torch.Tensor) -> torch.Tensor:
-    """Rows L2-normalised (a local helper so checks never rely on the subject's)."""
-    return F.normalize(x, p=2, dim=-1)
+# --- resolving loss-dict keys on a subject, before any check runs -------------------
+
+
+def _probe_inputs(head: Head, names: NameMap) -> tuple[Any, ...] | None:
+    get = {n: walk(head, names.apply(f"proto_manager.{n}")) for n in ("num_classes", "max_prototypes")}
+    if not all(found for found, _, _ in get.values()):
+        return None
+    num_classes, per_class = int(get["num_classes"][1]), int(get["max_prototypes"][1])
+    gen = torch.Generator().manual_seed(0)
+    labels = torch.arange(2 * num_classes) % num_classes
+    sims = torch.rand(labels.numel(), num_classes, per_class, generator=gen) * 2 - 1
+    return num_classes, per_class, labels, sims
+
+
+def proto_loss_keys(head: Head, names: NameMap) -> set[str] | None:
+    """The keys ``proto_loss_fn`` returns on a copy of ``head`` with every class present.
+
+    None when the names needed to call it are missing; raises :class:`SubjectRaised`
+    when the subject raises.
+    """
+    head = copy.deepcopy(head)
+    inputs = _probe_inputs(head, names)
+    parts = {n: walk(head, names.apply(n)) for n in ("proto_loss_fn", "proto_manager.get_prototype_indices")}
+    parts.update({n: walk(head, names.apply(n)) for n in ("proto_manager.valid_mask", "proto_manager.prototypes")})
+    if inputs is None or not all(found for found, _, _ in parts.values()):
+        return None
+    num_classes, per_class, labels, sims = inputs
+    indices = call_subject("get_prototype_indices", parts["proto_manager.get_prototype_indices"][1])
+    manager = (num_classes, per_class, parts["proto_manager.valid_mask"][1], indices)
+    available = _loss_inputs(manager, parts["proto_manager.prototypes"][1], sims, labels)
+    try:
+        return set(_call_loss(parts["proto_loss_fn"][1], available, "proto_loss_fn"))
+    except NameMissing:
+        return None
+
+
+def forward_loss_keys(head: Head, names: NameMap, img_feat_dim: int) -> set[str] | None:
+    """The keys of the loss dict a training ``forward`` with labels returns (None: no dict)."""
+    head = copy.deepcopy(head)
+    inputs = _probe_inputs(head, names)
+    if inputs is None:
+        return None
+    labels = inputs[2]
+    gen = torch.Generator().manual_seed(1)
+    pool = torch.randn(labels.numel(), 4, img_feat_dim, generator=gen)
+    img = torch.randn(labels.numel(), img_feat_dim, generator=gen)
+    head.train(True)
+    out = call_subject("forward", head, pool, img, labels=labels)
+    if isinstance(out, tuple) and len(out) >= 3 and isinstance(out[2], Mapping):
+        return set(out[2])
+    return None

@@ -1,141 +1,158 @@
-"""The hand-written report's claims, as data: one record per claim, keyed to check ids.
+"""The hand-written report's claims, as data, and how measured verdicts bear on them.
 
-``shared/spec/original_report_zh.md`` is the report this tool replaces. Each record
-quotes what it says and what it concluded; the checks listed in ``checks`` are the
-measurements that judge it. ``about`` names the subjects the claim speaks of: most
-claims are about the candidate (the "fixed" file); claim 1.4 also makes a claim about
-the baseline (that its contrastive term conflicted with diversity).
+``shared/spec/original_report_zh.md`` is the report this tool replaces. Each record names
+the checks that judge it: ``core`` checks (a failure refutes the claim) and ``caveats``
+(a failure qualifies it), all read on the subject the claim is about (``judged_on``,
+the candidate: the "fixed" file). Claim 1.4 also rests on a premise about the baseline
+(that its contrastive term conflicted with diversity); a :class:`Premise` reads that
+from the evidence of a check run on the baseline. Checks never know about claims or
+roles: what a verdict means for a claim is decided here.
 
-A claim none of whose checks is registered yet is rendered as "not judged".
+The texts (title, what the report says, its verdict) are in the message catalogues under
+``claim.<ref>.*``.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
-from headaudit.model import Text
+from headaudit.messages import Msg
+from headaudit.model import ClaimPart, ClaimResult, ClaimVerdict, Json, Result
 
-__all__ = ["CLAIMS", "SECTIONS", "Claim"]
+__all__ = ["CLAIMS", "SECTIONS", "Claim", "Premise", "judge_claim", "judge_claims"]
+
+#: Section number -> message id of its heading (一 theory, 二 engineering).
+SECTIONS: dict[int, str] = {1: "section.theory", 2: "section.engineering"}
+
+_NOT_RUN = ("n/a", "error", "not-run")
+
+
+@dataclass(frozen=True)
+class Premise:
+    """A claim's premise about another subject, read from one check's pair table.
+
+    Holds when any table of ``check``'s evidence on ``subject`` classifies ``pair`` as
+    ``expects``; refuted when tables classify it otherwise; unknown when none does.
+    """
+
+    check: str
+    subject: str
+    pair: str
+    expects: str
+
+    def evaluate(self, result: Result | None) -> dict[str, Json]:
+        measured: list[str] = []
+        evidence = result.evidence if result is not None else None
+        if isinstance(evidence, Mapping):
+            for table in evidence.get("tables", []) or []:
+                for row in table.get("pairs", []):
+                    if row.get("pair") == self.pair and row.get("relation") not in (None, "inactive"):
+                        measured.append(str(row["relation"]))
+        holds: bool | None = (self.expects in measured) if measured else None
+        return {
+            "check": self.check,
+            "subject": self.subject,
+            "pair": self.pair,
+            "expected": self.expects,
+            "measured": measured,
+            "holds": holds,
+        }
 
 
 @dataclass(frozen=True)
 class Claim:
     ref: str
-    section: int  # 1 = 一 理论分析, 2 = 二 工程分析
-    title: Text
-    says: Text
-    original_verdict: str
-    checks: tuple[str, ...]
-    about: tuple[str, ...] = ("candidate",)
+    section: int
+    core: tuple[str, ...]
+    caveats: tuple[str, ...] = ()
+    judged_on: str = "candidate"
+    premise: Premise | None = None
 
+    @property
+    def checks(self) -> tuple[str, ...]:
+        return (*self.core, *self.caveats) + ((self.premise.check,) if self.premise else ())
 
-SECTIONS: dict[int, Text] = {
-    1: Text("1. Theory", "一、理论分析"),
-    2: Text("2. Engineering", "二、工程分析"),
-}
+    def title(self) -> Msg:
+        return Msg(f"claim.{self.ref}.title")
+
 
 CLAIMS: tuple[Claim, ...] = (
-    Claim(
-        "1.1",
-        1,
-        Text("Contrastive loss fix", "Contrastive Loss 修复"),
-        Text(
-            "The fix is correct: the contrastive loss now pushes apart only prototypes of different classes.",
-            "修复正确，Contrastive Loss 现在只推开异类原型。",
-        ),
-        "✅ 正确",
-        ("contrastive.pairs", "contrastive.value"),
-    ),
-    Claim(
-        "1.2",
-        1,
-        Text("Three-way gated fusion", "三路门控融合"),
-        Text(
-            "The fix is correct: a three-way softmax fuses cross_out, self_out and light_out, and the three "
-            "weights sum to 1.",
-            "修复正确：三路 softmax 融合 cross_out、self_out 与 light_out，三个权重和为 1。",
-        ),
-        "✅ 正确",
-        ("gate.convex", "gate.sum-to-one"),
-    ),
+    Claim("1.1", 1, core=("contrastive.pairs", "contrastive.value")),
+    Claim("1.2", 1, core=("gate.convex", "gate.sum-to-one")),
     Claim(
         "1.3",
         1,
-        Text("EMA momentum update", "EMA 动量更新"),
-        Text(
-            "The fix is correct: the momentum update is now the standard EMA (the original averaged a cache).",
-            "修复正确，现在是标准 EMA（原实现为 cache/count 平均）。",
-        ),
-        "✅ 正确",
-        ("ema.standard", "ema.unit-norm", "ema.isolation", "ema.initial-norm"),
+        core=("ema.standard", "ema.isolation"),
+        caveats=("ema.unit-norm", "ema.initial-norm"),
     ),
     Claim(
         "1.4",
         1,
-        Text("Interaction of the loss terms", "损失函数交互分析"),
-        Text(
-            "The original contrastive loss pushed all prototypes apart and conflicted with the diversity loss; "
-            "after the fix the four prototype losses do not conflict.",
-            "原 head.py 的 Contrastive Loss 推开所有原型（包括同类），与 Diversity Loss 冲突；修复后四种损失互不冲突。",
-        ),
-        "✅ 无冲突",
-        ("losses.conflicts",),
-        about=("baseline", "candidate"),
+        core=("losses.conflicts",),
+        premise=Premise("losses.conflicts", "baseline", "diversity/contrastive", "conflict"),
     ),
-    Claim(
-        "2.1",
-        2,
-        Text("`main_model.forward` loses `loss_dict`", "`main_model.forward` 丢失 `loss_dict`"),
-        Text(
-            "The host only loses the loss breakdown; severity low: training is unaffected, only monitoring.",
-            "宿主代码只是丢失了损失分解；严重程度低——不影响训练，只影响监控。",
-        ),
-        "⚠️ 低",
-        ("host.loss-dict",),
-    ),
-    Claim(
-        "2.2",
-        2,
-        Text("Compatibility interface", "兼容接口"),
-        Text(
-            "The compatibility `Head` implements the same interface as the original head.py.",
-            "`Head` 类正确实现了与原 `head.py` 相同的接口。",
-        ),
-        "✅ 正确",
-        ("compat.forward", "compat.constructor", "compat.manager-api", "compat.checkpoint"),
-    ),
-    Claim(
-        "2.3",
-        2,
-        Text("Tensor shape handling", "张量形状处理"),
-        Text(
-            "Tensor shapes are handled correctly, 3-D global features included.",
-            "张量形状处理正确，自动处理 3D 输入。",
-        ),
-        "✅ 正确",
-        ("shapes.global-3d",),
-    ),
+    Claim("2.1", 2, core=("host.loss-dict",)),
+    Claim("2.2", 2, core=("compat.forward", "compat.constructor", "compat.manager-api", "compat.checkpoint")),
+    Claim("2.3", 2, core=("shapes.global-3d",)),
     Claim(
         "2.4",
         2,
-        Text("Edge cases", "边界情况处理"),
-        Text(
-            "Edge cases are handled: n <= 1 valid prototypes gives a zero contrastive loss, and no class present "
-            "gives a zero cluster loss.",
-            "边界情况处理正确：有效原型 n <= 1 时对比损失为 0，没有类别出现时聚类损失为 0。",
-        ),
-        "✅ 正确",
-        ("contrastive.tiny", "edges.cluster-empty", "edges.small-batches"),
+        core=("contrastive.tiny", "edges.cluster-empty"),
+        caveats=("edges.small-batches", "edges.zero-prototypes"),
     ),
-    Claim(
-        "2.5",
-        2,
-        Text("`timm_imagenet_exp.py` compatibility", "`timm_imagenet_exp.py` 兼容性"),
-        Text(
-            "The training wrapper detects and handles multi-prototype heads correctly.",
-            "`Model` 类正确检测和处理多原型头模型。",
-        ),
-        "✅ 正确",
-        ("trainer.detect", "trainer.step"),
-    ),
+    Claim("2.5", 2, core=("trainer.detect", "trainer.step")),
 )
+
+
+def _parts(ids: Iterable[str], by_check: Mapping[str, Result]) -> tuple[ClaimPart, ...]:
+    return tuple(ClaimPart(c, by_check[c].verdict if c in by_check else "not-run") for c in ids)
+
+
+def judge_claim(claim: Claim, results: Iterable[Result]) -> ClaimResult:
+    """The measured verdict on ``claim`` from this run's results.
+
+    ``refuted`` when a core check fails or the premise is false (even if other checks did
+    not run); ``not-judged`` when no core check ran; ``partly-measured`` when some did not
+    (named); ``caveats`` when every core check ran and passed but a core check warned or
+    a caveat check failed or warned (named); else ``confirmed``.
+    """
+    results = list(results)
+    on_subject = {r.check: r for r in results if r.subject == claim.judged_on}
+    core, caveats = _parts(claim.core, on_subject), _parts(claim.caveats, on_subject)
+    premise = None
+    if claim.premise is not None:
+        source = next(
+            (r for r in results if r.check == claim.premise.check and r.subject == claim.premise.subject), None
+        )
+        premise = claim.premise.evaluate(source)
+    failed = [p.check for p in core if p.verdict == "fail"]
+    missing = [p.check for p in core if p.verdict in _NOT_RUN]
+    qualified = [p.check for p in core if p.verdict == "warn"] + [
+        p.check for p in caveats if p.verdict in ("fail", "warn")
+    ]
+    verdict: ClaimVerdict
+    if failed or (premise is not None and premise["holds"] is False):
+        verdict, message = "refuted", Msg("claim.verdict.refuted", {"checks": failed})
+        if premise is not None and premise["holds"] is False:
+            params = {
+                "checks": failed or "-",
+                "pair": premise["pair"],
+                "subject": Msg(f"role.{premise['subject']}"),
+                "measured": [Msg(f"relation.{r}") for r in dict.fromkeys(premise["measured"])],
+            }
+            message = Msg("claim.verdict.refuted_premise", params)
+    elif len(missing) == len(core):
+        verdict, message = "not-judged", Msg("claim.verdict.not_judged", {"checks": missing})
+    elif missing or (premise is not None and premise["holds"] is None):
+        verdict, message = "partly-measured", Msg("claim.verdict.partly_measured", {"checks": missing})
+    elif qualified:
+        verdict, message = "caveats", Msg("claim.verdict.caveats", {"checks": qualified})
+    else:
+        verdict, message = "confirmed", Msg("claim.verdict.confirmed", {"checks": list(claim.core)})
+    return ClaimResult(claim.ref, verdict, claim.judged_on, core, caveats, message, premise)
+
+
+def judge_claims(results: Iterable[Result]) -> tuple[ClaimResult, ...]:
+    results = list(results)
+    return tuple(judge_claim(claim, results) for claim in CLAIMS)

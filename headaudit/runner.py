@@ -1,112 +1,244 @@
 """Run checks against subjects and collect a :class:`~headaudit.model.Report`.
 
-Every (check, subject) pair gets exactly one result. A check whose ``needs`` are not
-all present on the subject's head is ``n/a`` naming the missing attribute; a check
-that raises is ``error`` with the exception, so one broken check never hides the
-others. Each pair starts from the same torch seed, so ``--only`` reproduces the
-result of a full run.
+Every (check, subject) pair gets exactly one result:
+
+- every name the check declares is resolved on the subject first (after the user's
+  maps); a missing one is ``n/a`` naming it, with the closest existing name;
+- the check runs with the subject's output captured and under the time budget;
+- a setting that did not take effect or a name missing at run time is ``n/a``; an
+  exception of the subject (``SystemExit`` included) or the budget running out is
+  ``error`` with what happened; any other exception is the check's own ``error``;
+- the evidence is the check's measurement, and the verdict its ``judge`` of it.
+
+Checks receive no role: the runner alone knows which slot a subject is in. Each pair
+starts from the same torch seed, so ``--only`` reproduces the result of a full run.
 """
 
 from __future__ import annotations
 
+import contextlib
 import platform
 import sys
-from collections.abc import Callable, Sequence
+import weakref
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
 
 import hypothesis
 import torch
-from torch import nn
 
 from headaudit import __version__
-from headaudit.adapters import SubjectRaised
-from headaudit.context import Context
-from headaudit.model import CheckInfo, Environment, Outcome, Report, Result, Text, freeze_evidence
+from headaudit.adapters import forward_loss_keys, proto_loss_keys
+from headaudit.build import SettingNotApplied, accepts_keyword
+from headaudit.claims import judge_claims
+from headaudit.context import Context, NameMissing
+from headaudit.errors import CheckDefinitionError
+from headaudit.messages import Msg
+from headaudit.model import (
+    CheckInfo,
+    Environment,
+    Finding,
+    Json,
+    Report,
+    Result,
+    freeze_evidence,
+    freeze_msg,
+    to_evidence,
+)
+from headaudit.names import Missing, closest, split_key, walk
 from headaudit.profiles import Profile
 from headaudit.registry import Check
+from headaudit.sandbox import CheckTimeout, SubjectRaised, captured, describe_exception, time_limit
 from headaudit.subjects import Subject
 
-__all__ = ["missing_needs", "run_audit"]
+__all__ = ["DEFAULT_TIMEOUT", "resolve", "run_audit", "run_check"]
 
 Progress = Callable[[str], None]
 
-
-def _resolve(obj: object, path: str) -> bool:
-    for part in path.split("."):
-        if not hasattr(obj, part):
-            return False
-        obj = getattr(obj, part)
-    return True
+#: Seconds one check may spend on one subject (``--timeout``).
+DEFAULT_TIMEOUT = 120.0
 
 
-def missing_needs(check: Check, head: nn.Module) -> list[str]:
-    """The attribute paths of ``check.needs`` that ``head`` lacks."""
-    return [name for name in check.needs if not _resolve(head, name)]
+@dataclass
+class _Keys:
+    """Loss-dict keys of a subject, found once (None: not a dict / not callable)."""
+
+    found: dict[str, set[str] | None] = field(default_factory=dict)
+    raised: dict[str, SubjectRaised] = field(default_factory=dict)
 
 
-def _run_one(check: Check, subject: Subject, probe: nn.Module, seed: int, profile: Profile) -> Outcome:
-    missing = missing_needs(check, probe)
-    if missing:
-        names = ", ".join(f"`{n}`" for n in missing)
-        return Outcome(
-            "n/a",
-            Text(f"the head has no {names}, which this check needs", f"该头部没有本检查所需的 {names}"),
-            {"missing": missing},
-        )
-    ctx = Context(subject=subject, seed=seed, profile=profile)
-    torch.manual_seed(seed)
+_KEY_CACHE: weakref.WeakKeyDictionary[Subject, _Keys] = weakref.WeakKeyDictionary()
+
+
+def _keys(subject: Subject, source: str) -> set[str] | None:
+    cache = _KEY_CACHE.setdefault(subject, _Keys())
+    if source not in cache.found and source not in cache.raised:
+        try:
+            with captured():
+                if source == "proto_loss_fn":
+                    cache.found[source] = proto_loss_keys(subject.probe, subject.names)
+                else:
+                    cache.found[source] = forward_loss_keys(subject.probe, subject.names, subject.sizes[3])
+        except SubjectRaised as exc:
+            cache.raised[source] = exc
+    if source in cache.raised:
+        raise cache.raised[source]
+    return cache.found[source]
+
+
+def _find(subject: Subject, name: str) -> tuple[bool, str, str | None]:
+    """``(present, the subject's name, suggestion)`` for one canonical name."""
+    actual = subject.names.apply(name)
+    key = split_key(actual)
+    if key is None:
+        present, _, suggestion = walk(subject.probe, actual)
+        return present, actual, suggestion
+    keys = _keys(subject, key[0])
+    if keys is not None and key[1] in keys:
+        return True, actual, None
+    near = closest(key[1], keys or ())
+    return False, actual, f"{key[0]}[{near}]" if near else None
+
+
+def resolve(check: Check[Any], subject: Subject) -> tuple[dict[str, str], list[Missing]]:
+    """Resolve ``check``'s declared names on ``subject``'s probe.
+
+    Returns the present names (canonical -> the subject's own) and the missing required
+    ones. Attributes are resolved first: loss-dict keys are looked up (by calling the
+    subject's loss once) only when every required attribute is there. Raises
+    :class:`SubjectRaised` when that call made the subject raise.
+    """
+    resolved: dict[str, str] = {}
+    missing: list[Missing] = []
+    by_keys = [need for need in check.parsed if any(split_key(subject.names.apply(a)) for a in need.alternatives)]
+    for stage in ([n for n in check.parsed if n not in by_keys], by_keys):
+        if missing:
+            break
+        for need in stage:
+            first: Missing | None = None
+            for name in need.alternatives:
+                present, actual, suggestion = _find(subject, name)
+                if present:
+                    resolved[name] = actual
+                elif first is None:
+                    first = Missing(name, actual, suggestion)
+            if not any(name in resolved for name in need.alternatives) and not need.optional:
+                assert first is not None
+                missing.append(Missing(" | ".join(need.alternatives), first.looked_for, first.suggestion))
+    return resolved, missing
+
+
+def _missing_finding(missing: Sequence[Missing]) -> tuple[Finding, Json]:
+    parts = []
+    for m in missing:
+        mapped = m.looked_for != m.name and "|" not in m.name
+        key = "common.missing_name_mapped" if mapped else "common.missing_name"
+        params: dict[str, Json] = {"name": m.name, "looked_for": m.looked_for}
+        if m.suggestion:
+            parts.append(Msg(f"{key}_suggest", {**params, "suggestion": m.suggestion}))
+        else:
+            parts.append(Msg(key, params))
+    return Finding("n/a", Msg("common.missing", {"names": parts})), {"missing": [m.to_dict() for m in missing]}
+
+
+def _settings_finding(check: Check[Any], subject: Subject) -> tuple[Finding, Json] | None:
+    refused = [s for s in check.required_settings if accepts_keyword(subject.head_cls, s) is False]
+    if not refused:
+        return None
+    message = Msg("common.setting_refused", {"names": refused, "cls": subject.head_cls.__name__})
+    return Finding("n/a", message), {"settings_not_accepted": refused}
+
+
+def _measure(check: Check[Any], ctx: Context) -> tuple[Finding, Json]:
+    """Run and judge one check; every way it can end becomes a verdict."""
     try:
-        return check.run(ctx)
+        measurement = check.measure(ctx)
+    except NameMissing as exc:
+        return _missing_finding([Missing(exc.name, exc.looked_for, exc.suggestion)])
+    except SettingNotApplied as exc:
+        params = {"name": exc.name, "wanted": repr(exc.wanted), "detail": exc.detail}
+        evidence = {"setting": exc.name, "wanted": repr(exc.wanted), "reason": exc.reason, "detail": exc.detail}
+        return Finding("n/a", Msg(f"common.setting.{exc.reason}", params)), evidence
     except SubjectRaised as exc:
-        return Outcome(
-            "error",
-            Text(f"could not measure: the subject's {exc}", f"无法测量：被测代码的 {exc}"),
-            {"exception": str(exc)},
-            ctx.examples or None,
-        )
+        message = Msg("common.subject_raised", {"where": exc.where, "detail": exc.detail})
+        return Finding("error", message), {"where": exc.where, "exception": exc.detail}
+    except CheckDefinitionError as exc:
+        return Finding("error", Msg("common.check_failed", {"detail": str(exc)})), {"exception": str(exc)}
+    try:
+        finding = check.judge(measurement)
     except Exception as exc:
-        return Outcome(
-            "error",
-            Text(
-                f"the check itself failed: {type(exc).__name__}: {exc}",
-                f"检查本身出错：{type(exc).__name__}: {exc}",
-            ),
-            {"exception": f"{type(exc).__name__}: {exc}"},
-            ctx.examples or None,
-        )
+        detail = describe_exception(exc)
+        return Finding("error", Msg("common.check_failed", {"detail": detail})), {"exception": detail}
+    return finding, to_evidence(measurement)
 
 
-def run_audit(
-    subjects: Sequence[Subject],
-    checks: Sequence[Check],
+def run_check(
+    check: Check[Any],
+    subject: Subject,
+    role: str,
     *,
     seed: int,
     profile: Profile,
-    subject_args: str,
-    progress: Progress | None = None,
-) -> Report:
-    """Run ``checks`` on every subject, in registry order; never raises for a check."""
+    timeout: float | None = DEFAULT_TIMEOUT,
+) -> Result:
+    """One check on one subject, never raising (bar ``KeyboardInterrupt``).
+
+    Runs single-threaded (small ops are faster so, and their rounding repeats exactly).
+    """
+    ctx: Context | None = None
     threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # small ops: one thread is faster and its results repeat exactly
-    try:
-        results = []
-        for check in checks:
-            for subject in subjects:
-                if progress:
-                    progress(f"{check.id} on {subject.role}")
-                outcome = _run_one(check, subject, subject.probe, seed, profile)
-                results.append(
-                    Result(
-                        check=check.id,
-                        subject=subject.role,
-                        verdict=outcome.verdict,
-                        summary=outcome.summary,
-                        evidence=freeze_evidence(dict(outcome.evidence)),
-                        examples=outcome.examples,
-                    )
-                )
-    finally:
-        torch.set_num_threads(threads)
-    environment = Environment(
+    torch.set_num_threads(1)
+    with contextlib.ExitStack() as restore:
+        restore.callback(torch.set_num_threads, threads)
+        finding, evidence, output, ctx = _run_guarded(check, subject, seed, profile, timeout)
+    stats = ctx.stats if ctx is not None and ctx.stats.searches else None
+    return Result(
+        check=check.id,
+        subject=role,
+        verdict=finding.verdict,
+        message=freeze_msg(finding.message),
+        evidence=freeze_evidence(evidence),
+        search=stats,
+        output=output,
+    )
+
+
+def _run_guarded(
+    check: Check[Any], subject: Subject, seed: int, profile: Profile, timeout: float | None
+) -> tuple[Finding, Json, str, Context | None]:
+    ctx: Context | None = None
+    with captured() as output:
+        try:
+            with time_limit(timeout):
+                try:
+                    resolved, missing = resolve(check, subject)
+                except SubjectRaised as exc:
+                    finding = Finding("error", Msg("common.subject_raised", {"where": exc.where, "detail": exc.detail}))
+                    evidence: Json = {"where": exc.where, "exception": exc.detail}
+                else:
+                    settings = _settings_finding(check, subject)
+                    if missing:
+                        finding, evidence = _missing_finding(missing)
+                    elif settings is not None:
+                        finding, evidence = settings
+                    else:
+                        ctx = Context(subject, seed, profile, check.declared, resolved, check.setting_names)
+                        torch.manual_seed(seed)
+                        finding, evidence = _measure(check, ctx)
+        except CheckTimeout as exc:
+            finding = Finding("error", Msg("common.timeout", {"seconds": exc.seconds}))
+            evidence = {"timeout_seconds": exc.seconds}
+        except Exception as exc:  # the check's own failure
+            detail = describe_exception(exc)
+            finding = Finding("error", Msg("common.check_failed", {"detail": detail}))
+            evidence = {"exception": detail}
+    return finding, evidence, output.combined(), ctx
+
+
+def _environment(seed: int, profile: Profile, timeout: float | None, args: Sequence[str], maps: Any) -> Environment:
+    from headaudit.validation import recorded_detection
+
+    return Environment(
         tool_version=__version__,
         python=f"{platform.python_implementation()} {sys.version.split()[0]}",
         torch=torch.__version__,
@@ -115,14 +247,36 @@ def run_audit(
         threads=1,
         seed=seed,
         profile=profile.name,
-        max_examples=profile.max_examples,
         example_factor=profile.factor,
-        derandomize=profile.derandomize,
-        subject_args=subject_args,
+        timeout=timeout,
+        args=tuple(args),
+        maps=tuple(maps),
+        detection=recorded_detection(),
     )
+
+
+def run_audit(
+    subjects: Mapping[str, Subject],
+    checks: Sequence[Check[Any]],
+    *,
+    seed: int,
+    profile: Profile,
+    timeout: float | None = DEFAULT_TIMEOUT,
+    args: Sequence[str] = (),
+    progress: Progress | None = None,
+) -> Report:
+    """Run ``checks`` on every subject (role -> subject), in registry order; never raises for a check."""
+    results = []
+    for check in checks:
+        for role, subject in subjects.items():
+            if progress:
+                progress(f"{check.id} on {role}")
+            results.append(run_check(check, subject, role, seed=seed, profile=profile, timeout=timeout))
+    maps = next(iter(subjects.values())).names.entries if subjects else ()
     return Report(
-        subjects=tuple(s.info() for s in subjects),
-        checks=tuple(CheckInfo(c.id, c.catalogue, c.title, c.method, c.severity) for c in checks),
+        subjects=tuple(s.info(role) for role, s in subjects.items()),
+        checks=tuple(CheckInfo(c.id, c.catalogue, c.severity, c.needs, c.settings, c.search) for c in checks),
         results=tuple(results),
-        environment=environment,
+        claims=judge_claims(results),
+        environment=_environment(seed, profile, timeout, args, maps),
     )

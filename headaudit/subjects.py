@@ -2,71 +2,98 @@
 
 A subject spec is ``PATH`` or ``MODULE``, optionally followed by ``:CLASS``
 (``my_head.py:HeadOptimal``, ``pkg.heads:Head``). Without a class the head class is
-``HeadOptimal`` if the module defines it, else ``Head``. Loading also builds one tiny
-head, so a constructor that raises is reported up front as a :class:`SubjectError`
-instead of turning every check into an error.
+``HeadOptimal`` if the module defines it, else ``Head``.
 
-The bundled references (``reference/head.py`` and ``reference/head_optimal.py`` in the
-source tree, ``headaudit/reference/`` once installed) are the default baseline and
-candidate.
+A file is loaded the way Python would run it from its project:
+
+- its own folder is importable, so ``import blocks`` finds a sibling ``blocks.py``;
+- when its folder is a package (has ``__init__.py``), it is imported as a module of that
+  package (walking up to the top package), so relative imports work;
+- ``sys.path`` and ``sys.modules`` are restored afterwards (modules that came from the
+  subject's folder are removed, anything they shadowed is put back), so a baseline and a
+  candidate with same-named siblings never see each other's;
+- no ``__pycache__`` is written next to the user's file;
+- whatever it prints is captured, never mixed into the report's stream;
+- it runs under the time budget, and ``SystemExit`` is an error like any other.
+
+Loading also builds one small head (the probe), trying a few sizes, so a constructor that
+always raises is reported up front as a :class:`SubjectError` (exit 2). Subjects carry no
+role: which slot a file sits in is the runner's business, never a check's.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import importlib
 import importlib.util
+import os
 import sys
-from dataclasses import dataclass
+from collections.abc import Iterator
+from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+from headaudit.build import construct
 from headaudit.errors import SubjectError
 from headaudit.model import SubjectInfo
+from headaudit.names import NameMap
+from headaudit.sandbox import CheckTimeout, SubjectRaised, captured, describe_exception, time_limit
 
 __all__ = [
     "HEAD_CLASS_NAMES",
+    "SMOKE_SIZES",
     "Subject",
     "bundled_reference",
     "default_specs",
-    "load_module_from_path",
+    "display_path",
     "load_subject",
+    "make_subject",
 ]
 
 HEAD_CLASS_NAMES = ("HeadOptimal", "Head")
 
-# The constructor call used to smoke-test a subject when it is loaded.
-_SMOKE_KWARGS: dict[str, Any] = {"num_classes": 3, "emb_dim": 8, "num_heads": 2, "img_feat_dim": 8}
+#: Sizes ``(num_classes, emb_dim, num_heads, img_feat_dim)`` tried, in order, for the probe.
+#: The first that builds is the subject's base; checks start from its ``num_heads``.
+SMOKE_SIZES: tuple[tuple[int, int, int, int], ...] = ((3, 8, 2, 8), (3, 16, 4, 16), (3, 16, 1, 16), (3, 64, 4, 64))
 
 
 @dataclass(frozen=True)
 class Subject:
-    """A loaded head file: its role (``baseline``/``candidate``), module and head class.
+    """A loaded head file: where it came from, its head class, and a small built probe.
 
-    ``probe`` is the small head built when loading (the constructor smoke test); the
-    runner reads attribute names off it, so it is never trained or measured.
+    ``probe`` is the head built when loading; the runner resolves declared names on it,
+    so it is never trained or measured. ``names`` holds the user's name maps.
     """
 
-    role: str
+    spec: str
     path: Path
+    display: str
     sha256: str
     module: ModuleType
     head_cls: type
     probe: Any
+    sizes: tuple[int, int, int, int]
+    names: NameMap = field(default_factory=NameMap)
+    load_output: str = ""
 
-    def info(self) -> SubjectInfo:
-        return SubjectInfo(self.role, str(self.path), self.sha256, self.head_cls.__name__)
+    def info(self, role: str) -> SubjectInfo:
+        return SubjectInfo(role, self.display, self.sha256, self.head_cls.__name__, self.load_output)
 
     def attr(self, name: str) -> Any:
-        """A module-level name of the subject, or None."""
+        """A module-level name of the subject file, or None."""
         return getattr(self.module, name, None)
+
+
+def _reference_dir() -> Path:
+    return Path(str(resources.files("headaudit.reference")))
 
 
 def bundled_reference(name: str) -> Path:
     """Path of a bundled reference file, e.g. ``bundled_reference("head.py")``."""
-    path = Path(str(resources.files("headaudit.reference").joinpath(name)))
+    path = _reference_dir() / name
     if not path.is_file():
         raise SubjectError(f"bundled reference {name!r} is missing from {path.parent}; reinstall headaudit")
     return path
@@ -80,6 +107,17 @@ def default_specs() -> dict[str, str]:
     }
 
 
+def display_path(path: Path) -> str:
+    """How a file is shown in reports: bundled references as ``headaudit:reference/NAME``,
+    files under the working directory relative to it, others absolute."""
+    path = path.resolve()
+    with contextlib.suppress(ValueError):
+        return f"headaudit:reference/{path.relative_to(_reference_dir().resolve()).as_posix()}"
+    with contextlib.suppress(ValueError):
+        return path.relative_to(Path.cwd().resolve()).as_posix()
+    return path.as_posix()
+
+
 def _split_spec(spec: str) -> tuple[str, str | None]:
     target, sep, cls = spec.rpartition(":")
     if sep and cls.isidentifier() and target:
@@ -87,65 +125,206 @@ def _split_spec(spec: str) -> tuple[str, str | None]:
     return spec, None
 
 
-def load_module_from_path(path: Path, name: str) -> ModuleType:
-    """Import a ``.py`` file under a private module name (registered in sys.modules)."""
+def _package_root(folder: Path) -> Path | None:
+    """The top package folder containing ``folder``, or None when it is not a package."""
+    top = None
+    while (folder / "__init__.py").is_file():
+        top = folder
+        folder = folder.parent
+    return top
+
+
+def _under(module: ModuleType, root: Path) -> bool:
+    for where in [getattr(module, "__file__", None), *list(getattr(module, "__path__", []) or [])]:
+        if where:
+            with contextlib.suppress(ValueError, OSError):
+                Path(where).resolve().relative_to(root)
+                return True
+    return False
+
+
+def _local_names(root: Path) -> set[str]:
+    """Top-level module names a folder provides (``x.py`` and packages ``x/``)."""
+    names = set()
+    with contextlib.suppress(OSError):
+        for entry in root.iterdir():
+            if entry.suffix == ".py":
+                names.add(entry.stem)
+            elif (entry / "__init__.py").is_file():
+                names.add(entry.name)
+    return names
+
+
+@contextlib.contextmanager
+def _isolated_import(search_dir: Path, root: Path) -> Iterator[None]:
+    """Make ``search_dir`` importable for a block, then restore ``sys.path``/``sys.modules``."""
+    saved_path = list(sys.path)
+    saved_bytecode = sys.dont_write_bytecode
+    before = set(sys.modules)
+    # Modules of the same names as the folder's own, loaded from elsewhere, would shadow
+    # the user's siblings: set them aside and put them back afterwards.
+    shadowed = {
+        name: module
+        for name, module in list(sys.modules.items())
+        if name.split(".")[0] in _local_names(search_dir) and not _under(module, search_dir)
+    }
+    for name in shadowed:
+        del sys.modules[name]
+    sys.path.insert(0, str(search_dir))
+    sys.dont_write_bytecode = True
+    try:
+        yield
+    finally:
+        sys.path[:] = saved_path
+        sys.dont_write_bytecode = saved_bytecode
+        for name in set(sys.modules) - before:
+            module = sys.modules.get(name)
+            if module is None or _under(module, root):
+                sys.modules.pop(name, None)
+        sys.modules.update(shadowed)
+
+
+def _import_file(path: Path) -> ModuleType:
+    package = _package_root(path.parent)
+    if package is not None:
+        dotted = ".".join([*path.parent.relative_to(package.parent).parts, path.stem])
+        with _isolated_import(package.parent, package):
+            return importlib.import_module(dotted)
+    digest = hashlib.sha256(str(path).encode()).hexdigest()[:16]
+    name = f"headaudit_subject_{path.stem}_{digest}"
     spec = importlib.util.spec_from_file_location(name, path)
     if spec is None or spec.loader is None:
-        raise SubjectError(f"cannot import {str(path)!r}: not a Python source file")
+        raise SubjectError(f"cannot import {display_path(path)!r}: not a Python source file")
     module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    try:
+    with _isolated_import(path.parent, path.parent):
+        sys.modules[name] = module
         spec.loader.exec_module(module)
-    except Exception as exc:
-        del sys.modules[name]
-        raise SubjectError(f"importing {str(path)!r} raised {type(exc).__name__}: {exc}") from exc
     return module
 
 
-def _load_module(target: str, role: str) -> tuple[Path, ModuleType]:
+def _load_module(target: str, label: str) -> tuple[Path, ModuleType]:
     path = Path(target)
-    if target.endswith(".py") or path.exists() or "/" in target:
+    if target.endswith(".py") or path.exists() or os.sep in target or "/" in target:
+        if path.is_dir():
+            raise SubjectError(f"{label} {target!r} is a directory; pass the .py file of the head inside it")
         if not path.is_file():
-            raise SubjectError(f"{role} file {target!r} does not exist; pass a .py path or a module name")
+            raise SubjectError(f"{label} file {target!r} does not exist; pass a .py path or a module name")
         path = path.resolve()
-        digest = hashlib.sha256(path.read_bytes()).hexdigest()
-        return path, load_module_from_path(path, f"headaudit_subject_{role}_{digest[:16]}")
+        try:
+            return path, _import_file(path)
+        except SubjectError:
+            raise
+        except (Exception, SystemExit) as exc:
+            raise SubjectError(f"importing {label} {display_path(path)!r} raised {describe_exception(exc)}") from exc
     try:
         module = importlib.import_module(target)
-    except Exception as exc:
+    except (Exception, SystemExit) as exc:
         raise SubjectError(
-            f"{role} {target!r} is neither a file nor an importable module ({type(exc).__name__}: {exc})"
+            f"{label} {target!r} is neither a file nor an importable module ({describe_exception(exc)})"
         ) from exc
     file = getattr(module, "__file__", None)
     if not file:
-        raise SubjectError(f"{role} module {target!r} has no source file to audit")
+        raise SubjectError(f"{label} module {target!r} has no source file to audit")
     return Path(file).resolve(), module
 
 
-def _head_class(module: ModuleType, path: Path, wanted: str | None, role: str) -> type:
+def _classes_in(module: ModuleType) -> list[str]:
+    return sorted(
+        name
+        for name, value in vars(module).items()
+        if isinstance(value, type) and getattr(value, "__module__", None) == module.__name__
+    )
+
+
+def _head_class(module: ModuleType, path: Path, wanted: str | None, label: str) -> type:
     names = (wanted,) if wanted else HEAD_CLASS_NAMES
     for name in names:
         cls = getattr(module, name, None)
         if isinstance(cls, type):
             return cls
+    there = ", ".join(_classes_in(module)) or "no classes"
     if wanted:
-        raise SubjectError(f"{role} {str(path)!r} has no class {wanted!r}; check the name after ':'")
+        raise SubjectError(
+            f"{label} {display_path(path)!r} has no class {wanted!r}; it defines: {there} (name one after ':')"
+        )
     raise SubjectError(
-        f"{role} {str(path)!r} defines neither {' nor '.join(HEAD_CLASS_NAMES)}; name the head as PATH:CLASS"
+        f"{label} {display_path(path)!r} defines neither {' nor '.join(HEAD_CLASS_NAMES)}; it defines: {there} "
+        "(name the head as PATH:CLASS)"
     )
 
 
-def load_subject(spec: str, role: str) -> Subject:
-    """Load ``spec`` for ``role``; raise :class:`SubjectError` with one clear line on failure."""
+def _probe(cls: type, names: NameMap) -> tuple[Any, tuple[int, int, int, int]]:
+    first: SubjectRaised | None = None
+    for sizes in SMOKE_SIZES:
+        try:
+            built = construct(cls, sizes, {"dropout_rate": 0.0}, names)
+        except SubjectRaised as exc:
+            first = first or exc
+            continue
+        return built.head, sizes
+    assert first is not None
+    call = f"{cls.__name__}({', '.join(map(str, SMOKE_SIZES[0]))})"
+    raise SubjectError(f"{call} raised {first.detail}; the head cannot be built at any of the small sizes tried")
+
+
+def load_subject(
+    spec: str,
+    label: str = "subject",
+    *,
+    names: NameMap | None = None,
+    timeout: float | None = None,
+) -> Subject:
+    """Load ``spec``; raise :class:`SubjectError` with one clear line on failure.
+
+    ``label`` only names the subject in error messages ("baseline", "candidate").
+    """
+    names = names or NameMap()
     target, wanted = _split_spec(spec)
-    path, module = _load_module(target, role)
-    cls = _head_class(module, path, wanted, role)
     try:
-        probe = cls(**_SMOKE_KWARGS)
-    except Exception as exc:
-        raise SubjectError(
-            f"{role} head {cls.__name__}({', '.join(f'{k}={v!r}' for k, v in _SMOKE_KWARGS.items())}) "
-            f"from {str(path)!r} raised {type(exc).__name__}: {exc}"
-        ) from exc
+        with captured() as output, time_limit(timeout):
+            path, module = _load_module(target, label)
+            cls = _head_class(module, path, wanted, label)
+            try:
+                probe, sizes = _probe(cls, names)
+            except SubjectError as exc:
+                raise SubjectError(f"{label} head from {display_path(path)!r}: {exc}") from exc
+    except CheckTimeout as exc:
+        raise SubjectError(f"loading {label} {spec!r} {exc} (raise --timeout if it is just slow)") from None
     digest = hashlib.sha256(path.read_bytes()).hexdigest()
-    return Subject(role=role, path=path, sha256=digest, module=module, head_cls=cls, probe=probe)
+    return Subject(
+        spec=spec,
+        path=path,
+        display=display_path(path),
+        sha256=digest,
+        module=module,
+        head_cls=cls,
+        probe=probe,
+        sizes=sizes,
+        names=names,
+        load_output=output.combined(),
+    )
+
+
+def make_subject(cls: type, *, path: Path | None = None, names: NameMap | None = None) -> Subject:
+    """A subject from a head class already in memory (for tests and library use).
+
+    ``path`` is the file shown in reports (default: the file that defines ``cls``).
+    """
+    names = names or NameMap()
+    module = sys.modules.get(cls.__module__) or ModuleType(cls.__module__)
+    source = path or Path(getattr(module, "__file__", None) or ".")
+    with captured() as output:
+        probe, sizes = _probe(cls, names)
+    digest = hashlib.sha256(source.read_bytes()).hexdigest() if source.is_file() else "0" * 64
+    return Subject(
+        spec=cls.__qualname__,
+        path=source,
+        display=display_path(source),
+        sha256=digest,
+        module=module,
+        head_cls=cls,
+        probe=probe,
+        sizes=sizes,
+        names=names,
+        load_output=output.combined(),
+    )
