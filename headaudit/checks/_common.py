@@ -1,13 +1,15 @@
-"""Strategies and helpers shared by the check modules.
+"""Strategies, tolerances and helpers shared by the check modules.
 
-A :class:`Layout` is a prototype configuration (classes, rows per class, valid rows
-per class); :func:`layouts` generates them within the bounds CHECKS.md sets
+A :class:`Layout` is a prototype configuration (classes, rows per class, valid rows per
+class); :func:`layouts` generates them within the bounds CHECKS.md sets
 (``num_classes`` 2-8, ``max_prototypes`` 1-6, per-class counts 0..max).
+
+Tolerances are relative to the magnitudes involved and to the dtype the subject
+computed in (:func:`tolerance`); every check states the tolerance it used in its evidence.
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -15,11 +17,33 @@ from typing import Any
 import torch
 from hypothesis import strategies as st
 
-from headaudit.adapters import Head, build_head, set_counts
+from headaudit.adapters import Head, set_counts
 from headaudit.context import Context
-from headaudit.model import Text
+from headaudit.messages import Msg
 
-__all__ = ["Layout", "describe", "fmt", "head_for_layout", "layouts", "pairs", "row_classes"]
+__all__ = [
+    "Layout",
+    "dtype_name",
+    "head_for_layout",
+    "layouts",
+    "pairs",
+    "row_classes",
+    "tolerance",
+]
+
+
+def tolerance(dtype: torch.dtype, magnitude: float = 1.0, ulps: float = 64.0) -> float:
+    """``ulps`` units of ``dtype``'s machine epsilon, scaled by ``max(1, magnitude)``.
+
+    64 ulps covers the rounding of a few dozen accumulated operations; a real defect in
+    these heads moves values by many orders of magnitude more.
+    """
+    eps = torch.finfo(dtype).eps if dtype.is_floating_point else torch.finfo(torch.float64).eps
+    return float(ulps * eps * max(1.0, abs(magnitude)))
+
+
+def dtype_name(dtype: torch.dtype) -> str:
+    return str(dtype).replace("torch.", "")
 
 
 @dataclass(frozen=True)
@@ -33,16 +57,18 @@ class Layout:
         m = self.max_prototypes
         return [c * m + j for c, k in enumerate(self.counts) for j in range(k)]
 
-    def as_evidence(self) -> dict[str, object]:
+    @property
+    def rows(self) -> int:
+        return self.num_classes * self.max_prototypes
+
+    def describe(self) -> Msg:
+        return Msg(
+            "common.layout",
+            {"classes": self.num_classes, "max_prototypes": self.max_prototypes, "counts": list(self.counts)},
+        )
+
+    def as_evidence(self) -> dict[str, Any]:
         return {"num_classes": self.num_classes, "max_prototypes": self.max_prototypes, "counts": list(self.counts)}
-
-
-def describe(layout: Layout) -> Text:
-    counts = ", ".join(map(str, layout.counts))
-    return Text(
-        f"{layout.num_classes} classes, max_prototypes={layout.max_prototypes}, valid per class [{counts}]",
-        f"{layout.num_classes} 个类别，max_prototypes={layout.max_prototypes}，每类有效原型数 [{counts}]",
-    )
 
 
 @st.composite
@@ -64,37 +90,30 @@ def layouts(draw: st.DrawFn, min_classes_with_rows: int = 0, min_rows: int = 0) 
     return Layout(num_classes, per_class, tuple(counts))
 
 
-def head_for_layout(ctx: Context, layout: Layout, emb_dim: int, **extra: Any) -> tuple[Head, Layout]:
+def head_for_layout(ctx: Context, layout: Layout, emb_dim: int, **settings: Any) -> tuple[Head, Layout]:
     """A seeded eval-mode head with exactly ``layout``'s valid rows.
 
-    Returns the layout actually built: a head that fixes ``max_prototypes`` itself
-    (the compatibility ``Head``) gets the counts clipped to its own maximum.
+    Returns the layout actually built: a head that fixes ``max_prototypes`` itself (the
+    compatibility ``Head``) gets the counts clipped to its own maximum, and the evidence
+    shows that layout, not the one asked for.
     """
     torch.manual_seed(ctx.seed)
-    head = build_head(
-        ctx.subject,
+    head = ctx.build(
         num_classes=layout.num_classes,
         emb_dim=emb_dim,
         num_prototypes=1,
         max_prototypes=layout.max_prototypes,
-        **extra,
+        **settings,
     )
-    per_class = int(head.proto_manager.max_prototypes)
+    per_class = int(ctx.get(head, "proto_manager.max_prototypes"))
     built = Layout(layout.num_classes, per_class, tuple(min(k, per_class) for k in layout.counts))
-    set_counts(head, built.counts)
+    set_counts(ctx, head, built.counts)
     return head, built
 
 
 def row_classes(layout: Layout) -> dict[int, int]:
     """Valid row index -> owning class."""
     return {row: row // layout.max_prototypes for row in layout.valid_rows}
-
-
-def fmt(x: float, digits: int = 4) -> str:
-    """A number for prose: ``digits`` significant digits, ``nan``/``inf`` spelled out."""
-    if isinstance(x, float) and not math.isfinite(x):
-        return str(x)
-    return f"{x:.{digits}g}"
 
 
 def pairs(rows: Sequence[int]) -> list[tuple[int, int]]:

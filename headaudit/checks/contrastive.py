@@ -3,173 +3,306 @@
 Claim 1.1 of the original report: the fixed contrastive loss pushes apart only
 prototypes of different classes and equals their mean similarity. Claim 2.4: with
 ``n <= 1`` valid prototypes it is 0. The term is read through
-``compute_contrastive_loss`` where it exists, else isolated from the loss forward
-with an empty label batch (:func:`headaudit.adapters.contrastive_term`).
+``compute_contrastive_loss`` where it exists, else isolated from the loss forward with
+an empty label batch (:func:`headaudit.adapters.contrastive_term`).
 """
 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass, field
 
+import numpy as np
 import torch
 from hypothesis import strategies as st
 
-from headaudit.adapters import Head, SubjectRaised, contrastive_term, loss_terms
-from headaudit.checks._common import Layout, describe, fmt, head_for_layout, layouts, pairs, row_classes
-from headaudit.context import Context, Refuted, refutation_outcome
-from headaudit.model import Outcome, Text
+from headaudit.adapters import CONTRASTIVE_NEEDS, Head, contrastive_term, loss_terms
+from headaudit.checks._common import Layout, dtype_name, head_for_layout, layouts, pairs, row_classes, tolerance
+from headaudit.context import Context, Refuted
+from headaudit.messages import Msg
+from headaudit.model import Finding
 from headaudit.registry import Check
+from headaudit.sandbox import SubjectRaised
 
 __all__ = ["CHECKS", "different_class_mean"]
 
 _EMB = 48  # >= 8 classes x 6 rows, so every valid row can be orthonormal
-_EPS = 0.5  # size of the one-pair move
-_TOL = 1e-9  # float64 throughout
+_STEPS = (0.5, 3.0)  # one-pair moves to cosine 0.447 and 0.949: a hinge above either still sees one
+
+# Small layouts that hold every kind of pair: a same-class pair alone, one row in each of
+# two classes, same- and different-class pairs together, and invalid rows in each.
+_EXPLICIT_LAYOUTS = (
+    Layout(2, 2, (2, 0)),
+    Layout(2, 2, (1, 1)),
+    Layout(2, 3, (2, 1)),
+    Layout(3, 2, (2, 1, 0)),
+)
 
 
-def different_class_mean(prototypes: torch.Tensor, layout: Layout) -> float:
+def different_class_mean(prototypes: np.ndarray, layout: Layout) -> float:
     """The oracle: mean cosine similarity over ordered pairs of valid rows of different classes.
 
-    0.0 when there is no such pair. Written independently of any subject.
+    0.0 when there is no such pair. Plain numpy, written independently of any subject.
     """
     owner = row_classes(layout)
     rows = sorted(owner)
-    unit = prototypes / prototypes.norm(dim=-1, keepdim=True)
-    total, count = 0.0, 0
-    for i in rows:
-        for j in rows:
-            if i != j and owner[i] != owner[j]:
-                total += float(unit[i] @ unit[j])
-                count += 1
-    return total / count if count else 0.0
+    x = np.asarray(prototypes, dtype=np.float64)
+    unit = x / np.linalg.norm(x, axis=-1, keepdims=True)
+    values = [float(unit[i] @ unit[j]) for i in rows for j in rows if i != j and owner[i] != owner[j]]
+    return float(np.mean(values)) if values else 0.0
+
+
+def _term(ctx: Context, head: Head, x: torch.Tensor, *, unscaled: bool) -> tuple[float, torch.dtype]:
+    value = contrastive_term(ctx, head, x, unscaled=unscaled)
+    return float(value.detach()), value.dtype
+
+
+# --- contrastive.pairs -------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PairViolation:
+    """A move that contradicts the claim: which rows, how far, and the loss change."""
+
+    kind: str  # "same-class", "lowered", "invalid-rows"
+    layout: Layout
+    change: float
+    tolerance: float
+    rows: tuple[int, ...] = ()
+    classes: tuple[int, ...] = ()
+    step: float | None = None
+
+
+@dataclass(frozen=True)
+class PairsMeasurement:
+    counterexample: PairViolation | None
+    layouts: int
+    moves: int
+    same_class_moves: int
+    cross_class_moves: int
+    raises: int  # different-class moves that raised the loss beyond tolerance
+    largest_same_class_change: float
+    smallest_cross_class_change: float
+    largest_cross_class_change: float
+    largest_tolerance: float
+    dtype: str
 
 
 def _orthonormal_state(ctx: Context, layout: Layout) -> torch.Tensor:
     """Valid rows orthonormal; invalid rows large and random (they must not matter)."""
     gen = ctx.generator(salt=layout.num_classes * 100 + layout.max_prototypes)
     basis, _ = torch.linalg.qr(torch.randn(_EMB, _EMB, generator=gen, dtype=torch.float64))
-    x = 5.0 * torch.randn(layout.num_classes * layout.max_prototypes, _EMB, generator=gen, dtype=torch.float64)
+    x = 5.0 * torch.randn(layout.rows, _EMB, generator=gen, dtype=torch.float64)
     for n, row in enumerate(layout.valid_rows):
         x[row] = basis[n]
     return x
 
 
-def _value(head: Head, x: torch.Tensor) -> float:
-    return float(contrastive_term(head, x))
+def _measure_pairs(ctx: Context) -> PairsMeasurement:
+    seen = {"layouts": 0, "moves": 0, "same": 0, "cross": 0, "raises": 0}
+    extremes = {"same": 0.0, "cross_min": math.inf, "cross_max": -math.inf, "tol": 0.0}
+    dtypes: set[str] = set()
 
-
-def _run_pairs(ctx: Context) -> Outcome:
-    stats = {"pairs_checked": 0, "largest_same_class_change": 0.0, "smallest_cross_class_change": math.inf}
-
-    def prop(layout: Layout) -> None:
-        head, layout = head_for_layout(ctx, layout, _EMB)
+    def prop(asked: Layout) -> None:
+        head, layout = head_for_layout(ctx, asked, _EMB)
+        seen["layouts"] += 1
         owner = row_classes(layout)
         x = _orthonormal_state(ctx, layout)
-        base = _value(head, x)
-        invalid = [r for r in range(x.size(0)) if r not in owner]
+        base, dtype = _term(ctx, head, x, unscaled=False)
+        dtypes.add(dtype_name(dtype))
+
+        def change_of(moved: torch.Tensor) -> tuple[float, float]:
+            value, _ = _term(ctx, head, moved, unscaled=False)
+            tol = tolerance(dtype, max(abs(base), abs(value)))
+            extremes["tol"] = max(extremes["tol"], tol)
+            return value - base, tol
+
+        invalid = [r for r in range(layout.rows) if r not in owner]
         if invalid:
             shuffled = x.clone()
             shuffled[invalid] = -3.0 * x[invalid].flip(-1)
-            change = _value(head, shuffled) - base
-            if abs(change) > _TOL:
-                raise Refuted(
-                    Text(
-                        f"changing only invalid rows changed the loss by {fmt(change)} ({describe(layout).en})",
-                        f"只改变无效行就使损失变化 {fmt(change)}（{describe(layout).zh}）",
-                    ),
-                    {"layout": layout.as_evidence(), "invalid_rows": invalid, "loss_change": change},
-                )
-
+            change, tol = change_of(shuffled)
+            if not abs(change) <= tol:
+                raise Refuted(PairViolation("invalid-rows", layout, change, tol, rows=tuple(invalid)))
         for i, j in pairs(sorted(owner)):
-            moved = x.clone()
-            moved[i] = x[i] + _EPS * x[j]
-            moved[i] = moved[i] / moved[i].norm()
-            change = _value(head, moved) - base
-            stats["pairs_checked"] += 1
-            where = {"layout": layout.as_evidence(), "pair_rows": [i, j], "loss_change": change}
-            if owner[i] == owner[j]:
-                stats["largest_same_class_change"] = max(stats["largest_same_class_change"], abs(change))
-                if abs(change) > _TOL:
-                    raise Refuted(
-                        Text(
-                            f"moving the same-class pair (rows {i}, {j}) of class {owner[i]} changed the loss "
-                            f"by {fmt(change)} ({describe(layout).en})",
-                            f"移动同类原型对（第 {i}、{j} 行，类别 {owner[i]}）使损失变化 {fmt(change)}"
-                            f"（{describe(layout).zh}）",
-                        ),
-                        {**where, "pair_classes": [owner[i], owner[j]]},
-                    )
-            else:
-                stats["smallest_cross_class_change"] = min(stats["smallest_cross_class_change"], change)
-                if change <= _TOL:
-                    raise Refuted(
-                        Text(
-                            f"raising the similarity of the different-class pair (rows {i}, {j}) did not raise "
-                            f"the loss (change {fmt(change)}; {describe(layout).en})",
-                            f"提高异类原型对（第 {i}、{j} 行）的相似度没有使损失增大（变化 {fmt(change)}；"
-                            f"{describe(layout).zh}）",
-                        ),
-                        {**where, "pair_classes": [owner[i], owner[j]]},
-                    )
+            for step in _STEPS:
+                moved = x.clone()
+                moved[i] = x[i] + step * x[j]
+                moved[i] = moved[i] / moved[i].norm()
+                change, tol = change_of(moved)
+                seen["moves"] += 1
+                where = {"rows": (i, j), "classes": (owner[i], owner[j]), "step": step}
+                if owner[i] == owner[j]:
+                    seen["same"] += 1
+                    extremes["same"] = max(extremes["same"], abs(change))
+                    if not abs(change) <= tol:
+                        raise Refuted(PairViolation("same-class", layout, change, tol, **where))  # type: ignore[arg-type]
+                else:
+                    seen["cross"] += 1
+                    extremes["cross_min"] = min(extremes["cross_min"], change)
+                    extremes["cross_max"] = max(extremes["cross_max"], change)
+                    seen["raises"] += change > tol
+                    if not change >= -tol:
+                        raise Refuted(PairViolation("lowered", layout, change, tol, **where))  # type: ignore[arg-type]
 
-    found = ctx.search(layouts(min_rows=2), prop, ci_examples=25)
-    if found is not None:
-        return refutation_outcome(found.error, ctx.examples)
-    return Outcome(
-        "pass",
-        Text(
-            f"over {stats['pairs_checked']} one-pair moves, same-class pairs never moved the loss "
-            f"(largest |change| {fmt(stats['largest_same_class_change'])}) and every different-class pair "
-            f"raised it (smallest change {fmt(stats['smallest_cross_class_change'])}); invalid rows did not matter",
-            f"在 {stats['pairs_checked']} 次单对移动中，同类原型对从未改变损失（最大 |变化| "
-            f"{fmt(stats['largest_same_class_change'])}），每个异类原型对都使损失增大（最小变化 "
-            f"{fmt(stats['smallest_cross_class_change'])}）；无效行不影响损失",
-        ),
-        dict(stats),
-        ctx.examples,
+    found = ctx.search(layouts(min_rows=2), prop, ci_examples=25, explicit=_EXPLICIT_LAYOUTS)
+    return PairsMeasurement(
+        counterexample=found.error.detail if found else None,
+        layouts=seen["layouts"],
+        moves=seen["moves"],
+        same_class_moves=seen["same"],
+        cross_class_moves=seen["cross"],
+        raises=seen["raises"],
+        largest_same_class_change=extremes["same"],
+        smallest_cross_class_change=extremes["cross_min"] if seen["cross"] else math.nan,
+        largest_cross_class_change=extremes["cross_max"] if seen["cross"] else math.nan,
+        largest_tolerance=extremes["tol"],
+        dtype=", ".join(sorted(dtypes)),
     )
 
 
-def _run_value(ctx: Context) -> Outcome:
-    worst = {"largest_abs_difference": 0.0}
+def _judge_pairs(m: PairsMeasurement) -> Finding:
+    bad = m.counterexample
+    if bad is not None:
+        params = {
+            "change": bad.change,
+            "tolerance": bad.tolerance,
+            "layout": bad.layout.describe(),
+            "rows": list(bad.rows),
+            "classes": list(bad.classes),
+        }
+        return Finding("fail", Msg(f"contrastive.pairs.{bad.kind}", params))
+    if m.cross_class_moves == 0:
+        return Finding("error", Msg("contrastive.pairs.no_cross_moves", {"layouts": m.layouts}))
+    if m.raises == 0:
+        return Finding(
+            "fail",
+            Msg(
+                "contrastive.pairs.never_raised",
+                {"moves": m.cross_class_moves, "largest": m.largest_cross_class_change},
+            ),
+        )
+    return Finding(
+        "pass",
+        Msg(
+            "contrastive.pairs.pass",
+            {
+                "moves": m.moves,
+                "same": m.largest_same_class_change,
+                "raises": m.raises,
+                "cross": m.cross_class_moves,
+                "tolerance": m.largest_tolerance,
+                "dtype": m.dtype,
+            },
+        ),
+    )
+
+
+# --- contrastive.value -------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ValueMismatch:
+    layout: Layout
+    prototype_seed: int
+    measured: float
+    oracle: float
+    tolerance: float
+
+
+@dataclass(frozen=True)
+class ValueMeasurement:
+    counterexample: ValueMismatch | None
+    compared: int
+    largest_abs_difference: float
+    largest_tolerance: float
+    dtype: str
+
+
+def _measure_value(ctx: Context) -> ValueMeasurement:
+    worst = {"diff": 0.0, "tol": 0.0}
+    compared = [0]
+    dtypes: set[str] = set()
 
     @st.composite
     def cases(draw: st.DrawFn) -> tuple[Layout, int]:
         return draw(layouts(min_classes_with_rows=2)), draw(st.integers(0, 99))
 
     def prop(case: tuple[Layout, int]) -> None:
-        layout, salt = case
-        head, layout = head_for_layout(ctx, layout, 16)
+        asked, salt = case
+        head, layout = head_for_layout(ctx, asked, 16)
         gen = ctx.generator(salt)
-        x = torch.randn(layout.num_classes * layout.max_prototypes, 16, generator=gen, dtype=torch.float64)
-        x = x * torch.rand(x.size(0), 1, generator=gen, dtype=torch.float64).add(0.2) * 2
-        expected = different_class_mean(x, layout)
-        measured = _value(head, x)
+        x = torch.randn(layout.rows, 16, generator=gen, dtype=torch.float64)
+        x = x * torch.rand(layout.rows, 1, generator=gen, dtype=torch.float64).add(0.2) * 2
+        expected = different_class_mean(x.numpy(), layout)
+        measured, dtype = _term(ctx, head, x, unscaled=True)
+        dtypes.add(dtype_name(dtype))
         diff = abs(measured - expected)
-        worst["largest_abs_difference"] = max(worst["largest_abs_difference"], diff)
-        if not diff <= 1e-9 * max(1.0, abs(expected)):
-            raise Refuted(
-                Text(
-                    f"the loss is {fmt(measured, 6)} where the mean different-class similarity is "
-                    f"{fmt(expected, 6)} ({describe(layout).en})",
-                    f"损失为 {fmt(measured, 6)}，而异类原型平均相似度为 {fmt(expected, 6)}（{describe(layout).zh}）",
-                ),
-                {"layout": layout.as_evidence(), "prototype_seed": salt, "measured": measured, "oracle": expected},
-            )
+        tol = tolerance(dtype, max(abs(expected), abs(measured)))
+        compared[0] += 1
+        worst["diff"] = max(worst["diff"], diff)
+        worst["tol"] = max(worst["tol"], tol)
+        if not diff <= tol:
+            raise Refuted(ValueMismatch(layout, salt, measured, expected, tol))
 
-    found = ctx.search(cases(), prop, ci_examples=25)
-    if found is not None:
-        return refutation_outcome(found.error, ctx.examples)
-    return Outcome(
-        "pass",
-        Text(
-            f"equal to the independent oracle on every example (largest |difference| "
-            f"{fmt(worst['largest_abs_difference'])})",
-            f"所有样例都与独立的参照实现一致（最大 |差值| {fmt(worst['largest_abs_difference'])}）",
-        ),
-        dict(worst),
-        ctx.examples,
+    explicit = [(Layout(2, 2, (2, 1)), 0), (Layout(3, 2, (1, 2, 1)), 1)]
+    found = ctx.search(cases(), prop, ci_examples=25, explicit=explicit)
+    return ValueMeasurement(
+        counterexample=found.error.detail if found else None,
+        compared=compared[0],
+        largest_abs_difference=worst["diff"],
+        largest_tolerance=worst["tol"],
+        dtype=", ".join(sorted(dtypes)),
     )
+
+
+def _judge_value(m: ValueMeasurement) -> Finding:
+    bad = m.counterexample
+    if bad is not None:
+        params = {
+            "measured": bad.measured,
+            "oracle": bad.oracle,
+            "difference": abs(bad.measured - bad.oracle),
+            "tolerance": bad.tolerance,
+            "layout": bad.layout.describe(),
+        }
+        return Finding("fail", Msg("contrastive.value.fail", params))
+    return Finding(
+        "pass",
+        Msg(
+            "contrastive.value.pass",
+            {"compared": m.compared, "difference": m.largest_abs_difference, "tolerance": m.largest_tolerance},
+        ),
+    )
+
+
+# --- contrastive.tiny --------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TinyCase:
+    name: str
+    layout: Layout
+    value: float | None = None
+    tolerance: float | None = None
+    finite_gradient: bool | None = None
+    raised: str | None = None
+    with_labels: dict[str, float] | str = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return (
+            self.raised is None
+            and self.value is not None
+            and math.isfinite(self.value)
+            and abs(self.value) <= (self.tolerance or 0.0)
+            and bool(self.finite_gradient)
+        )
+
+
+@dataclass(frozen=True)
+class TinyMeasurement:
+    cases: tuple[TinyCase, ...]
 
 
 _TINY_CASES: tuple[tuple[str, Layout], ...] = (
@@ -179,107 +312,76 @@ _TINY_CASES: tuple[tuple[str, Layout], ...] = (
 )
 
 
-def _run_tiny(ctx: Context) -> Outcome:
-    cases: dict[str, dict[str, object]] = {}
-    bad: list[str] = []
-    for name, layout in _TINY_CASES:
-        head, layout = head_for_layout(ctx, layout, 8)
-        x = torch.randn(layout.num_classes * layout.max_prototypes, 8, generator=ctx.generator(7))
-        x.requires_grad_(True)
+def _measure_tiny(ctx: Context) -> TinyMeasurement:
+    cases = []
+    for name, asked in _TINY_CASES:
+        head, layout = head_for_layout(ctx, asked, 8)
+        x = torch.randn(layout.rows, 8, generator=ctx.generator(7), requires_grad=True)
         record: dict[str, object] = {}
         try:
-            value = contrastive_term(head, x)
-            record["value"] = float(value.detach())
+            value = contrastive_term(ctx, head, x, unscaled=False)
+        except SubjectRaised as exc:  # the call under test raising is its measured behaviour here
+            record["raised"] = exc.detail
+        else:
+            number = float(value.detach())
+            record.update(value=number, tolerance=tolerance(value.dtype, 0.0))
             grad_ok = True
             if value.requires_grad:
                 (grad,) = torch.autograd.grad(value, x, allow_unused=True)
                 grad_ok = grad is None or bool(torch.isfinite(grad).all())
             record["finite_gradient"] = grad_ok
-            number = float(value.detach())
-            if not (math.isfinite(number) and abs(number) <= 1e-12 and grad_ok):
-                bad.append(f"{name}: {fmt(number)}")
-        except SubjectRaised as exc:
-            record["raised"] = str(exc)
-            bad.append(f"{name}: {exc}")
-        # With labels present the per-class terms run too; report what happens.
+        # With labels present the per-class terms run too; report what the whole loss does.
         labels = torch.zeros(2, dtype=torch.long)
         sims = torch.rand(2, layout.num_classes, layout.max_prototypes, generator=ctx.generator(8))
         try:
-            terms = loss_terms(head, x.detach(), sims, labels)
+            terms = loss_terms(ctx, head, x.detach(), sims, labels)
             record["with_labels"] = {k: float(v) for k, v in sorted(terms.items())}
         except SubjectRaised as exc:
-            record["with_labels"] = str(exc)
-        cases[name] = record
-    evidence = {"cases": cases}
-    if bad:
-        listing = "; ".join(bad)
-        return Outcome(
-            "fail",
-            Text(
-                f"not 0 with finite gradients in {len(bad)} of {len(_TINY_CASES)} cases ({listing})",
-                f"{len(_TINY_CASES)} 个情形中有 {len(bad)} 个不是 0 或梯度不有限（{listing}）",
-            ),
-            evidence,
-        )
-    return Outcome(
-        "pass",
-        Text(
-            "0 with finite gradients for n=0, n=1 and all rows in one class",
-            "n=0、n=1 以及所有有效原型同属一类时均为 0，梯度有限",
-        ),
-        evidence,
-    )
+            record["with_labels"] = exc.detail
+        cases.append(TinyCase(name, layout, **record))  # type: ignore[arg-type]
+    return TinyMeasurement(tuple(cases))
 
 
-CHECKS: tuple[Check, ...] = (
+def _judge_tiny(m: TinyMeasurement) -> Finding:
+    bad = [c for c in m.cases if not c.ok]
+    if not bad:
+        return Finding("pass", Msg("contrastive.tiny.pass", {"cases": [c.name for c in m.cases]}))
+    listing = []
+    for c in bad:
+        if c.raised is not None:
+            listing.append(Msg("contrastive.tiny.case_raised", {"case": c.name, "detail": c.raised}))
+        elif c.value is not None and not (math.isfinite(c.value) and abs(c.value) <= (c.tolerance or 0.0)):
+            listing.append(Msg("contrastive.tiny.case_value", {"case": c.name, "value": c.value}))
+        else:
+            listing.append(Msg("contrastive.tiny.case_gradient", {"case": c.name}))
+    return Finding("fail", Msg("contrastive.tiny.fail", {"bad": len(bad), "total": len(m.cases), "cases": listing}))
+
+
+CHECKS: tuple[Check[object], ...] = (
     Check(
         id="contrastive.pairs",
         catalogue=1,
-        title=Text(
-            "The contrastive loss pushes apart only prototypes of different classes",
-            "对比损失只推开不同类别的原型",
-        ),
-        method=Text(
-            "Orthonormal valid prototypes; raise one pair's similarity at a time "
-            "(p_i <- normalize(p_i + 0.5 p_j)) and read the change of the loss; invalid rows must not matter. "
-            "Hypothesis generates the layouts and shrinks any counterexample.",
-            "有效原型取正交单位向量；每次只提高一对原型的相似度（p_i <- normalize(p_i + 0.5 p_j)），"
-            "读取损失的变化；无效行不应有影响。布局由 Hypothesis 生成并收缩反例。",
-        ),
-        run=_run_pairs,
-        needs=("proto_manager", "proto_loss_fn"),
+        measure=_measure_pairs,
+        judge=_judge_pairs,  # type: ignore[arg-type]
+        needs=CONTRASTIVE_NEEDS,
         severity="high",
+        search=True,
     ),
     Check(
         id="contrastive.value",
         catalogue=1,
-        title=Text(
-            "The contrastive loss is the mean similarity over different-class valid pairs",
-            "对比损失等于有效异类原型对的平均相似度",
-        ),
-        method=Text(
-            "Random prototypes of random norms on generated layouts with at least two classes holding rows; "
-            "compare with an independent oracle (mean cosine over ordered different-class pairs).",
-            "在至少两个类别拥有原型的生成布局上取随机范数的随机原型，与独立参照实现（有序异类对的平均余弦）比较。",
-        ),
-        run=_run_value,
-        needs=("proto_manager", "proto_loss_fn"),
+        measure=_measure_value,
+        judge=_judge_value,  # type: ignore[arg-type]
+        needs=CONTRASTIVE_NEEDS,
         severity="high",
+        search=True,
     ),
     Check(
         id="contrastive.tiny",
         catalogue=1,
-        title=Text(
-            "With n <= 1 valid prototypes the contrastive loss is 0, finite, with finite gradients",
-            "有效原型数 n <= 1 时对比损失为 0、有限且梯度有限",
-        ),
-        method=Text(
-            "n = 0, n = 1, and all valid rows in one class, with an empty label batch; the evidence also "
-            "shows what the full loss does with labels present.",
-            "n = 0、n = 1 以及所有有效原型同属一类，使用空标签批次；证据中也列出有标签时完整损失的表现。",
-        ),
-        run=_run_tiny,
-        needs=("proto_manager", "proto_loss_fn"),
+        measure=_measure_tiny,
+        judge=_judge_tiny,  # type: ignore[arg-type]
+        needs=CONTRASTIVE_NEEDS,
         severity="medium",
     ),
 )

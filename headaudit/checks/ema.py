@@ -4,421 +4,513 @@ The claim is that ``momentum_update(i, v)`` is the standard EMA on the unit sphe
 ``p <- normalize(m * p + (1 - m) * normalize(v))``, that rows stay unit-norm, and that an
 update touches only its own row. Where the manager defers updates
 (``apply_momentum_updates``), the checks call it after the updates, as a caller would.
+Every head is built with the momentum under test and the momentum is read back from
+``proto_manager.momentum``: a head that ignores the keyword is ``n/a``, never measured
+at another momentum.
 """
 
 from __future__ import annotations
 
 import copy
+import itertools
 import math
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
-from headaudit.adapters import Head, apply_pending_updates, build_head, call_subject, expand, unit_rows
-from headaudit.checks._common import fmt
-from headaudit.context import Context, Refuted, refutation_outcome
-from headaudit.model import Outcome, Text
+from headaudit.adapters import APPLY_NEEDS, EXPAND_NEEDS, Head, apply_pending_updates, expand, unit_rows
+from headaudit.build import SettingNotApplied
+from headaudit.checks._common import dtype_name, tolerance
+from headaudit.context import Context, Refuted
+from headaudit.messages import Msg
+from headaudit.model import Finding
 from headaudit.registry import Check
+from headaudit.sandbox import SubjectRaised, call_subject
 
-__all__ = ["CHECKS"]
+__all__ = ["CHECKS", "MOMENTA"]
 
-_MOMENTA = (0.9, 0.5, 0.99)
-_NORM_TOL = 1e-4
+#: Momenta every EMA check tries; those the head refuses (raises, or reads back
+#: differently) are skipped and named in the evidence.
+MOMENTA = (0.5, 0.9, 0.99, 0.1)
+_DIM = 4
+_UPDATE = "proto_manager.momentum_update"
+_PROTOS = "proto_manager.prototypes"
+_MOMENTUM = "proto_manager.momentum"
 
 
-def _small_head(ctx: Context, momentum: float, emb_dim: int = 8) -> Head:
+def _head(ctx: Context, momentum: float, emb_dim: int = 8) -> Head:
     torch.manual_seed(ctx.seed)
-    return build_head(
-        ctx.subject, num_classes=2, emb_dim=emb_dim, num_prototypes=2, max_prototypes=3, momentum=momentum
-    )
+    return ctx.build(num_classes=2, emb_dim=emb_dim, num_prototypes=2, max_prototypes=3, momentum=momentum)
+
+
+def _heads(ctx: Context, emb_dim: int = 8) -> tuple[dict[float, Head], dict[str, str]]:
+    """A head per momentum the subject allows; the constructor's refusals (m -> message).
+
+    A momentum the constructor rejects (raises) is skipped and named; a momentum it
+    accepts but ignores (reads back differently) makes the check n/a: the update could
+    not be measured at the momentum claimed.
+    """
+    heads: dict[float, Head] = {}
+    refused: dict[str, str] = {}
+    for m in MOMENTA:
+        try:
+            heads[m] = _head(ctx, m, emb_dim)
+        except SubjectRaised as exc:
+            refused[f"m={m}"] = exc.detail
+    if not heads:
+        raise SettingNotApplied("momentum", list(MOMENTA), None, "refused-all", "; ".join(refused.values()))
+    return heads, refused
 
 
 @torch.no_grad()
-def _normalise_rows(head: Head) -> None:
-    protos = head.proto_manager.prototypes
-    protos.copy_(unit_rows(protos))
+def _set_rows(ctx: Context, head: Head, rows: torch.Tensor) -> None:
+    protos = ctx.get(head, _PROTOS)
+    protos.copy_(rows.to(protos.dtype))
 
 
-def _update(head: Head, row: int, value: torch.Tensor) -> None:
-    call_subject("momentum_update", head.proto_manager.momentum_update, row, value)
+def _update(ctx: Context, head: Head, row: int, value: torch.Tensor) -> None:
+    call_subject("momentum_update", ctx.get(head, _UPDATE), row, value)
 
 
-def _row(head: Head, row: int) -> torch.Tensor:
-    return head.proto_manager.prototypes[row].detach().double().clone()
+def _row(ctx: Context, head: Head, row: int) -> torch.Tensor:
+    return ctx.get(head, _PROTOS)[row].detach().double().clone()
 
 
-def _run_standard(ctx: Context) -> Outcome:
-    per_m: dict[str, dict[str, float]] = {}
-    for m in _MOMENTA:
-        head = _small_head(ctx, m)
-        _normalise_rows(head)
-        gen = ctx.generator(int(m * 1000))
-        # one update on row 0
-        p0 = _row(head, 0)
-        v = 3.0 * torch.randn(p0.numel(), generator=gen)
-        _update(head, 0, v)
-        apply_pending_updates(head)
-        got = _row(head, 0)
-        ema = unit_rows(m * p0 + (1 - m) * unit_rows(v.double()))
-        # three updates on row 1, applied once after them
-        expected = _row(head, 1)
-        for _ in range(3):
-            vk = 3.0 * torch.randn(expected.numel(), generator=gen)
-            expected = unit_rows(m * expected + (1 - m) * unit_rows(vk.double()))
-            _update(head, 1, vk)
-        apply_pending_updates(head)
-        per_m[f"m={m}"] = {
-            "one_update_distance_to_ema": float((got - ema).abs().max()),
-            "one_update_distance_to_normalize_v": float((got - unit_rows(v.double())).abs().max()),
-            "three_updates_distance_to_ema": float((_row(head, 1) - expected).abs().max()),
-        }
-    evidence = {"rows_start_unit_norm": True, "per_momentum": per_m}
-    worst = max(max(d["one_update_distance_to_ema"], d["three_updates_distance_to_ema"]) for d in per_m.values())
-    if worst <= 1e-5:
-        return Outcome(
-            "pass",
-            Text(
-                f"one and three updates match the closed-form EMA for m in {list(_MOMENTA)} "
-                f"(largest distance {fmt(worst)})",
-                f"m 取 {list(_MOMENTA)} 时，一次与三次更新都与 EMA 闭式解一致（最大距离 {fmt(worst)}）",
-            ),
-            evidence,
-        )
-    to_v = max(d["one_update_distance_to_normalize_v"] for d in per_m.values())
-    if to_v <= 1e-5:
-        return Outcome(
-            "fail",
-            Text(
-                f"after one update the row equals normalize(v) whatever m is (distance {fmt(to_v)} for m in "
-                f"{list(_MOMENTA)}); the previous row has weight 0, and the EMA is missed by up to {fmt(worst)}",
-                f"一次更新后该行等于 normalize(v)，与 m 无关（m 取 {list(_MOMENTA)} 时距离 {fmt(to_v)}）；"
-                f"旧原型的权重为 0，与 EMA 的差距最大为 {fmt(worst)}",
-            ),
-            evidence,
-        )
-    return Outcome(
-        "fail",
-        Text(
-            f"the update differs from the closed-form EMA by up to {fmt(worst)}",
-            f"更新结果与 EMA 闭式解的差距最大为 {fmt(worst)}",
-        ),
-        evidence,
-    )
+# --- ema.standard ------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
-class _Value:
-    """A new value for an update: an axis vector or a seeded random one, both exact in binary."""
+class StandardAtMomentum:
+    momentum: float  # as read back from the built head
+    one_update_distance_to_ema: float
+    one_update_distance_to_normalize_v: float
+    three_updates_distance_to_ema: float
+    tolerance: float
+    applied_deferred: bool
 
-    axis: int | None
-    scale: float
-    seed: int
 
-    def tensor(self, dim: int) -> torch.Tensor:
-        if self.axis is not None:
-            v = torch.zeros(dim)
-            v[self.axis % dim] = self.scale
-            return v
-        # Entries +-2^k: scaling by a power of two is exact in floating point, so a value
-        # and its negation cancel exactly wherever the subject's arithmetic lets them.
-        gen = torch.Generator().manual_seed(self.seed)
-        signs = torch.randint(0, 2, (dim,), generator=gen) * 2 - 1
-        powers = torch.randint(-1, 2, (dim,), generator=gen)
-        return self.scale * signs * torch.pow(2.0, powers.float())
+@dataclass(frozen=True)
+class StandardMeasurement:
+    per_momentum: tuple[StandardAtMomentum, ...]
+    refused: dict[str, str]
+    dtype: str
 
-    def describe(self) -> str:
-        if self.axis is not None:
-            return f"{self.scale:+g}·e{self.axis}"
-        return f"{self.scale:g}·random±2^k(seed {self.seed})"
+
+def _measure_standard(ctx: Context) -> StandardMeasurement:
+    heads, refused = _heads(ctx)
+    out = []
+    dtype = torch.float32
+    for m, head in heads.items():
+        protos = ctx.get(head, _PROTOS)
+        dtype = protos.dtype
+        _set_rows(ctx, head, unit_rows(protos.detach().double()))
+        gen = ctx.generator(int(m * 1000))
+        p0 = _row(ctx, head, 0)
+        v = 3.0 * torch.randn(p0.numel(), generator=gen)
+        _update(ctx, head, 0, v.to(dtype))
+        applied = apply_pending_updates(ctx, head)
+        got = _row(ctx, head, 0)
+        ema = unit_rows(m * p0 + (1 - m) * unit_rows(v.double()))
+        expected = _row(ctx, head, 1)
+        for _ in range(3):
+            vk = 3.0 * torch.randn(expected.numel(), generator=gen)
+            expected = unit_rows(m * expected + (1 - m) * unit_rows(vk.double()))
+            _update(ctx, head, 1, vk.to(dtype))
+        apply_pending_updates(ctx, head)
+        out.append(
+            StandardAtMomentum(
+                momentum=float(ctx.get(head, _MOMENTUM)),
+                one_update_distance_to_ema=float((got - ema).abs().max()),
+                one_update_distance_to_normalize_v=float((got - unit_rows(v.double())).abs().max()),
+                three_updates_distance_to_ema=float((_row(ctx, head, 1) - expected).abs().max()),
+                tolerance=tolerance(dtype, 1.0),
+                applied_deferred=applied,
+            )
+        )
+    return StandardMeasurement(tuple(out), refused, dtype_name(dtype))
+
+
+def _judge_standard(m: StandardMeasurement) -> Finding:
+    momenta = [r.momentum for r in m.per_momentum]
+    worst = max(max(r.one_update_distance_to_ema, r.three_updates_distance_to_ema) for r in m.per_momentum)
+    tol = max(r.tolerance for r in m.per_momentum)
+    if worst <= tol:
+        return Finding("pass", Msg("ema.standard.pass", {"momenta": momenta, "distance": worst, "tolerance": tol}))
+    to_v = max(r.one_update_distance_to_normalize_v for r in m.per_momentum)
+    if to_v <= tol and len(m.per_momentum) > 1:
+        return Finding(
+            "fail", Msg("ema.standard.fail_weight_zero", {"momenta": momenta, "to_v": to_v, "distance": worst})
+        )
+    return Finding("fail", Msg("ema.standard.fail", {"momenta": momenta, "distance": worst, "tolerance": tol}))
+
+
+# --- ema.unit-norm -----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class NormViolation:
+    row: int
+    norm: float
+    momentum: float
+    steps: tuple[str, ...]
+    found_by: str  # "battery" or "search"
+
+
+@dataclass(frozen=True)
+class UnitNormMeasurement:
+    counterexample: NormViolation | None
+    battery_sequences: int
+    searched_sequences: int
+    momenta: tuple[float, ...]
+    refused: dict[str, str]
+    tolerance: float
+
+
+def _axis_rows(rows: int) -> torch.Tensor:
+    return torch.eye(_DIM, dtype=torch.float64)[torch.arange(rows) % _DIM]
+
+
+class _Run:
+    """One sequence of operations on one head, with a readable trace."""
+
+    def __init__(self, ctx: Context, head: Head, momentum: float) -> None:
+        self.ctx, self.head, self.momentum = ctx, head, momentum
+        self.trace: list[str] = []
+        self.last: dict[int, torch.Tensor] = {}
+
+    def valid(self) -> list[int]:
+        mask = self.ctx.get(self.head, "proto_manager.valid_mask")
+        return [int(i) for i in torch.nonzero(mask).flatten()]
+
+    def row(self, index: int) -> torch.Tensor:
+        return self.ctx.get(self.head, _PROTOS)[index].detach().clone()
+
+    def send(self, index: int, value: torch.Tensor, label: str) -> None:
+        before = float(self.row(index).norm())
+        _update(self.ctx, self.head, index, value)
+        self.last[index] = value
+        after = float(self.row(index).norm())
+        self.trace.append(f"momentum_update({index}, v={label}) |p| {before:.4g} -> {after:.4g}")
+
+    def apply(self) -> None:
+        if apply_pending_updates(self.ctx, self.head):
+            self.last.clear()
+            self.trace.append("apply_momentum_updates()")
+
+    def check(self, found_by: str, tol: float) -> None:
+        rows = self.valid()
+        norms = self.ctx.get(self.head, _PROTOS).detach()[rows].double().norm(dim=-1)
+        for r, n in zip(rows, norms.tolist(), strict=True):
+            if not abs(n - 1) <= tol:
+                raise Refuted(NormViolation(r, n, self.momentum, tuple(self.trace), found_by))
+
+
+def _battery(ctx: Context, templates: dict[float, Head], tol: float, counter: list[int]) -> None:
+    """The cancellation families of linear momentum updates, at every momentum allowed.
+
+    From exact unit rows (axis vectors), a first value ``v1`` (opposite to the row, or an
+    orthogonal axis), then optionally ``v2 = -c * v1`` or ``-c * row`` for ``c`` in
+    ``1, m, 1-m, m/(1-m), (1-m)/m``, then apply where deferred. Scaled copies are
+    computed by the same tensor arithmetic a subject uses, so cancellations are exact.
+    """
+    for m, template in templates.items():
+        factors = sorted({1.0, m, 1 - m, m / (1 - m) if m < 1 else 1.0, (1 - m) / m if m > 0 else 1.0})
+        for first, second, factor in itertools.product(("-row", "axis"), (None, "-c*v1", "-c*row"), factors):
+            if second is None and factor != factors[0]:
+                continue
+            run = _Run(ctx, copy.deepcopy(template), m)
+            _set_rows(ctx, run.head, _axis_rows(ctx.get(run.head, _PROTOS).size(0)))
+            run.trace.append(f"head(momentum={m}), rows=axes")
+            index = run.valid()[0]
+            row = run.row(index)
+            v1 = -row if first == "-row" else torch.roll(row, 1)
+            run.send(index, v1, "-row" if first == "-row" else "axis⊥row")
+            if second == "-c*v1":
+                run.send(index, -factor * v1, f"-{factor:g}*v1")
+            elif second == "-c*row":
+                run.send(index, -factor * run.row(index), f"-{factor:g}*row")
+            run.apply()
+            counter[0] += 1
+            run.check("battery", tol)
 
 
 _values = st.one_of(
-    st.builds(_Value, st.integers(0, 3), st.sampled_from([1.0, -1.0, 0.5, -2.0]), st.just(0)),
-    st.builds(_Value, st.none(), st.sampled_from([1.0, 2.0**-7, 4.0]), st.integers(0, 99)),
+    st.tuples(st.integers(0, _DIM - 1), st.sampled_from([1.0, -1.0, 0.5, -2.0])),
+    st.tuples(st.integers(0, 99), st.sampled_from([1.0, 2.0**-7, 4.0])).map(lambda t: (t[0] + 100, t[1])),
 )
 
 
-def _run_unit_norm(ctx: Context) -> Outcome:
-    dim = 4
-    templates: dict[float, Head] = {}
+def _value(code: tuple[int, float]) -> tuple[torch.Tensor, str]:
+    """An axis vector, or a seeded vector of +-2^k entries (exact under power-of-two scaling)."""
+    which, scale = code
+    if which < 100:
+        v = torch.zeros(_DIM)
+        v[which] = scale
+        return v, f"{scale:+g}*e{which}"
+    gen = torch.Generator().manual_seed(which - 100)
+    signs = torch.randint(0, 2, (_DIM,), generator=gen) * 2 - 1
+    powers = torch.randint(-1, 2, (_DIM,), generator=gen)
+    return scale * signs * torch.pow(2.0, powers.float()), f"{scale:g}*rand2^k(seed={which - 100})"
 
-    def fresh_head(momentum: float) -> Head:
-        if momentum not in templates:
-            templates[momentum] = _small_head(ctx, momentum, emb_dim=dim)
-        return copy.deepcopy(templates[momentum])
+
+def _measure_unit_norm(ctx: Context) -> UnitNormMeasurement:
+    templates, refused = _heads(ctx, emb_dim=_DIM)
+    protos = ctx.get(next(iter(templates.values())), _PROTOS)
+    tol = tolerance(protos.dtype, 1.0, ulps=1024.0)
+    counter = [0]
+    try:
+        _battery(ctx, templates, tol, counter)
+    except Refuted as exc:
+        ctx.count_explicit(counter[0], found=True)
+        return UnitNormMeasurement(exc.detail, counter[0], 0, tuple(templates), refused, tol)
+    battery = counter[0]
+    ctx.count_explicit(battery, found=False)
+    momenta = sorted(templates)
+    can_apply = ctx.has("proto_manager.apply_momentum_updates")
+    can_grow = any(ctx.has(n) for n in ("proto_manager.expand_prototype", "proto_manager.expand_prototypes"))
 
     class Machine(RuleBasedStateMachine):
         """Random sequences of update, update-against, expand and apply on one head."""
 
         def __init__(self) -> None:
             super().__init__()
-            ctx.examples += 1
-            self.head: Head | None = None
-            self.momentum = 0.0
-            self.trace: list[Text] = []
-            self.last: dict[int, torch.Tensor] = {}
-            self.step: dict[str, object] = {}
+            ctx.count_run()
+            self.run: _Run | None = None
 
-        @initialize(momentum=st.sampled_from(_MOMENTA), axis_rows=st.booleans())
+        @initialize(momentum=st.sampled_from(momenta), axis_rows=st.booleans())
         def start(self, momentum: float, axis_rows: bool) -> None:
-            self.head = fresh_head(momentum)
-            self.momentum = momentum
-            protos = self.head.proto_manager.prototypes
-            with torch.no_grad():
-                if axis_rows:
-                    protos.copy_(torch.eye(dim)[torch.arange(protos.size(0)) % dim])
-                else:
-                    protos.copy_(unit_rows(protos))
-            self.trace.append(
-                Text(
-                    f"head(momentum={momentum}) with {'axis-aligned' if axis_rows else 'random'} unit-norm rows",
-                    f"head(momentum={momentum})，各行为{'坐标轴方向的' if axis_rows else '随机的'}单位向量",
-                )
-            )
-
-        def _valid(self) -> list[int]:
-            assert self.head is not None
-            return [int(i) for i in torch.nonzero(self.head.proto_manager.valid_mask).flatten()]
-
-        def _send(self, row: int, value: torch.Tensor, label: str) -> None:
-            assert self.head is not None
-            before = float(self.head.proto_manager.prototypes[row].detach().norm())
-            _update(self.head, row, value)
-            self.last[row] = value
-            after = float(self.head.proto_manager.prototypes[row].detach().norm())
-            self.step = {"row": row, "row_norm_before": before, "v": value.tolist(), "momentum": self.momentum}
-            call = f"momentum_update(row {row}, v={label})"
-            self.trace.append(
-                Text(
-                    f"{call}: row norm {fmt(before)} -> {fmt(after)}", f"{call}：该行范数 {fmt(before)} -> {fmt(after)}"
-                )
-            )
+            self.run = _Run(ctx, copy.deepcopy(templates[momentum]), momentum)
+            current = ctx.get(self.run.head, _PROTOS).detach().double()
+            _set_rows(ctx, self.run.head, _axis_rows(current.size(0)) if axis_rows else unit_rows(current))
+            kind = "axes" if axis_rows else "random unit"
+            self.run.trace.append(f"head(momentum={momentum}), rows={kind}")
 
         @rule(pick=st.integers(0, 1), value=_values)
-        def update(self, pick: int, value: _Value) -> None:
-            rows = self._valid()
+        def update(self, pick: int, value: tuple[int, float]) -> None:
+            assert self.run is not None
+            rows = self.run.valid()
             if rows:
-                self._send(rows[pick % len(rows)], value.tensor(dim), value.describe())
+                tensor, label = _value(value)
+                self.run.send(rows[pick % len(rows)], tensor, label)
 
-        @rule(pick=st.integers(0, 1), against=st.sampled_from(["previous v", "row"]))
-        def update_against(self, pick: int, against: str) -> None:
-            """Send -m x the previous value (cancels a cache) or -1 x the row (cancels an EMA at m=0.5)."""
-            assert self.head is not None
-            rows = self._valid()
+        @rule(pick=st.integers(0, 1), against=st.sampled_from(["previous v", "row"]), which=st.integers(0, 4))
+        def update_against(self, pick: int, against: str, which: int) -> None:
+            """Send -c x the previous value or the row, c in 1, m, 1-m, m/(1-m), (1-m)/m."""
+            assert self.run is not None
+            rows = self.run.valid()
             if not rows:
                 return
-            row = rows[pick % len(rows)]
-            if against == "row" or row not in self.last:
-                base, name, factor = self.head.proto_manager.prototypes[row].detach().clone(), f"row {row}", 1.0
-            else:
-                base, name, factor = self.last[row], "previous v", self.momentum
-            self._send(row, -factor * base, f"-{factor:g}·({name})")
+            index = rows[pick % len(rows)]
+            m = self.run.momentum
+            factor = (1.0, m, 1 - m, m / (1 - m) if m < 1 else 1.0, (1 - m) / m if m > 0 else 1.0)[which]
+            base = self.run.last.get(index) if against == "previous v" else None
+            name = "previous v" if base is not None else "row"
+            base = base if base is not None else self.run.row(index)
+            self.run.send(index, -factor * base, f"-{factor:g}*({name})")
 
+        @precondition(lambda self: can_grow)
         @rule(class_idx=st.integers(0, 1), value=_values)
-        def grow(self, class_idx: int, value: _Value) -> None:
-            assert self.head is not None
-            added = expand(self.head, class_idx, value.tensor(dim))
-            call = f"expand(class {class_idx}, {value.describe()}) -> {added}"
-            self.trace.append(Text(call, call))
+        def grow(self, class_idx: int, value: tuple[int, float]) -> None:
+            assert self.run is not None
+            tensor, label = _value(value)
+            added = expand(ctx, self.run.head, class_idx, tensor)
+            self.run.trace.append(f"expand({class_idx}, {label}) -> {added}")
 
-        @precondition(lambda self: hasattr(getattr(self.head, "proto_manager", None), "apply_momentum_updates"))
+        @precondition(lambda self: can_apply)
         @rule()
         def apply(self) -> None:
-            assert self.head is not None
-            apply_pending_updates(self.head)
-            self.last.clear()
-            self.trace.append(Text("apply_momentum_updates()", "apply_momentum_updates()"))
+            assert self.run is not None
+            self.run.apply()
 
         @invariant()
         def rows_unit_norm(self) -> None:
-            if self.head is None:
-                return
-            rows = self._valid()
-            norms = self.head.proto_manager.prototypes.detach()[rows].norm(dim=-1)
-            bad = [(r, float(n)) for r, n in zip(rows, norms, strict=False) if not abs(float(n) - 1) <= _NORM_TOL]
-            if bad:
-                row, norm = bad[0]
-                raise Refuted(
-                    Text(
-                        f"row {row} has norm {fmt(norm)} after: {'; '.join(t.en for t in self.trace)}",
-                        f"以下操作后第 {row} 行的范数为 {fmt(norm)}：{'；'.join(t.zh for t in self.trace)}",
-                    ),
-                    {"row": row, "norm": norm, "steps": [t.en for t in self.trace], "last_update": dict(self.step)},
-                )
+            if self.run is not None:
+                try:
+                    self.run.check("search", tol)
+                except Refuted:
+                    ctx.count_run(failed=True)
+                    raise
 
-    error = ctx.run_machine(Machine, ci_examples=300, steps=10)
-    if error is None:
-        return Outcome(
-            "pass",
-            Text(
-                f"every valid row stayed unit-norm over {ctx.examples} generated update sequences",
-                f"在 {ctx.examples} 个生成的更新序列中，所有有效行始终保持单位范数",
-            ),
-            {"sequences": ctx.examples, "momenta": list(_MOMENTA)},
-            ctx.examples,
-        )
-    return refutation_outcome(error, ctx.examples)
+    error = ctx.run_machine(Machine, ci_examples=200, steps=8)
+    return UnitNormMeasurement(
+        counterexample=error.detail if error else None,
+        battery_sequences=battery,
+        searched_sequences=ctx.stats.examples - battery,
+        momenta=tuple(momenta),
+        refused=refused,
+        tolerance=tol,
+    )
 
 
-def _run_initial_norm(ctx: Context) -> Outcome:
+def _judge_unit_norm(m: UnitNormMeasurement) -> Finding:
+    bad = m.counterexample
+    if bad is not None:
+        params = {"row": bad.row, "norm": bad.norm, "momentum": bad.momentum, "steps": "; ".join(bad.steps)}
+        return Finding("fail", Msg("ema.unit-norm.fail", params))
+    return Finding(
+        "pass",
+        Msg(
+            "ema.unit-norm.pass",
+            {"battery": m.battery_sequences, "searched": m.searched_sequences, "momenta": list(m.momenta)},
+        ),
+    )
+
+
+# --- ema.initial-norm --------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class InitialNormMeasurement:
+    valid_rows: int
+    min_norm: float
+    max_norm: float
+    mean_norm: float
+    tolerance: float
+    momentum: float | None
+    first_update_old_row_weight: float | None  # measured on a fresh row, orthogonal value
+
+
+def _measure_initial_norm(ctx: Context) -> InitialNormMeasurement:
     from headaudit.reference.recommended import RECOMMENDED_KWARGS
 
     config = dict(RECOMMENDED_KWARGS)
     sizes = {k: config.pop(k) for k in ("num_classes", "emb_dim", "num_heads", "img_feat_dim")}
-    per_class = {k: config.pop(k) for k in ("num_prototypes", "max_prototypes")}
     torch.manual_seed(ctx.seed)
-    head = build_head(ctx.subject, **sizes, **per_class, **config)
-    manager = head.proto_manager
-    norms = manager.prototypes.detach()[manager.valid_mask].norm(dim=-1)
-    lo, hi = float(norms.min()), float(norms.max())
-    m = float(getattr(manager, "momentum", math.nan))
-    evidence = {
-        "config": "the original report's recommended configuration (section 4.1)",
-        "valid_rows": int(norms.numel()),
-        "min_norm": lo,
-        "max_norm": hi,
-        "mean_norm": float(norms.mean()),
-        "first_step_old_row_weight": [m * lo, m * hi],
-    }
-    if max(abs(lo - 1), abs(hi - 1)) <= 1e-3:
-        return Outcome(
-            "pass",
-            Text(
-                f"all {norms.numel()} valid rows of a fresh head are unit-norm (norms {fmt(lo)}-{fmt(hi)})",
-                f"新建头部的 {norms.numel()} 个有效行均为单位范数（范数 {fmt(lo)}-{fmt(hi)}）",
-            ),
-            evidence,
-        )
-    return Outcome(
-        "fail",
-        Text(
-            f"a fresh head's valid rows have norms {fmt(lo)}-{fmt(hi)}, not 1, so the first EMA step weighs "
-            f"the old row by {fmt(m * lo)}-{fmt(m * hi)} instead of m={fmt(m)}",
-            f"新建头部的有效行范数为 {fmt(lo)}-{fmt(hi)} 而非 1，因此第一次 EMA 更新中旧原型的权重为 "
-            f"{fmt(m * lo)}-{fmt(m * hi)}，而不是 m={fmt(m)}",
-        ),
-        evidence,
+    head = ctx.build(**sizes, **config)
+    protos = ctx.get(head, _PROTOS).detach()
+    valid = ctx.get(head, "proto_manager.valid_mask")
+    norms = protos[valid].double().norm(dim=-1)
+    weight = momentum = None
+    if ctx.has(_UPDATE) and ctx.has(_MOMENTUM) and norms.numel():
+        momentum = float(ctx.get(head, _MOMENTUM))
+        index = int(torch.nonzero(valid).flatten()[0])
+        p = protos[index].double()
+        v = torch.randn(p.numel(), generator=ctx.generator(5), dtype=torch.float64)
+        v = v - (v @ p) / (p @ p) * p  # orthogonal to the row, so the two parts separate
+        _update(ctx, head, index, v.to(protos.dtype))
+        apply_pending_updates(ctx, head)
+        new = _row(ctx, head, index)
+        along_p, along_v = float(new @ (p / p.norm())), float(new @ (v / v.norm()))
+        weight = along_p / (along_p + along_v) if along_p + along_v else math.nan
+    return InitialNormMeasurement(
+        valid_rows=int(norms.numel()),
+        min_norm=float(norms.min()) if norms.numel() else math.nan,
+        max_norm=float(norms.max()) if norms.numel() else math.nan,
+        mean_norm=float(norms.mean()) if norms.numel() else math.nan,
+        tolerance=tolerance(protos.dtype, 1.0, ulps=1024.0),
+        momentum=momentum,
+        first_update_old_row_weight=weight,
     )
 
 
-def _run_isolation(ctx: Context) -> Outcome:
-    head = _small_head(ctx, 0.9)
-    protos = head.proto_manager.prototypes
+def _judge_initial_norm(m: InitialNormMeasurement) -> Finding:
+    if m.valid_rows == 0:
+        return Finding("error", Msg("ema.initial-norm.no_rows", {}))
+    params: dict[str, Any] = {"rows": m.valid_rows, "low": m.min_norm, "high": m.max_norm}
+    unit = max(abs(m.min_norm - 1), abs(m.max_norm - 1)) <= m.tolerance
+    if m.first_update_old_row_weight is not None:
+        params.update(weight=m.first_update_old_row_weight, momentum=m.momentum)
+        suffix = "_weight"
+    else:
+        suffix = ""
+    return Finding("pass" if unit else "fail", Msg(f"ema.initial-norm.{'pass' if unit else 'fail'}{suffix}", params))
+
+
+# --- ema.isolation -----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class IsolationMeasurement:
+    updated_row: int
+    applied_deferred: bool
+    own_row_change: float
+    other_rows_changed: tuple[int, ...]
+    prototypes_trainable_leaf: bool
+    gradient_reaches_value: bool
+
+
+def _measure_isolation(ctx: Context) -> IsolationMeasurement:
+    torch.manual_seed(ctx.seed)
+    head = ctx.build(num_classes=2, emb_dim=8, num_prototypes=2, max_prototypes=3)
+    protos = ctx.get(head, _PROTOS)
+    _set_rows(ctx, head, unit_rows(protos.detach().double()))
     before = protos.detach().clone()
     row = 1
-    value = torch.randn(before.size(1), generator=ctx.generator(3), requires_grad=True)
+    value = torch.randn(before.size(1), generator=ctx.generator(3))
+    value = (value - (value @ before[row]) * before[row]).requires_grad_(True)  # not parallel to the row
     with torch.enable_grad():
-        _update(head, row, value)
-        applied = apply_pending_updates(head)
+        _update(ctx, head, row, value)
+        applied = apply_pending_updates(ctx, head)
+    protos = ctx.get(head, _PROTOS)
     after = protos.detach()
-    others = [r for r in range(before.size(0)) if r != row]
-    changed = [r for r in others if not torch.equal(before[r], after[r])]
-    leaf = protos.is_leaf and protos.grad_fn is None and protos.requires_grad
-    protos.sum().backward()
-    leaked = value.grad is not None
-    evidence = {
-        "updated_row": row,
-        "apply_momentum_updates_called": applied,
-        "own_row_changed": not torch.equal(before[row], after[row]),
-        "other_rows_changed": changed,
-        "prototypes_is_leaf_with_requires_grad": leaf,
-        "gradient_reaches_new_value": leaked,
-    }
-    problems = []
-    if changed:
-        problems.append(Text(f"rows {changed} changed too", f"第 {changed} 行也被改变"))
-    if not leaf:
-        problems.append(Text("the prototypes are no longer a trainable leaf", "原型参数不再是可训练的叶子张量"))
-    if leaked:
-        problems.append(
-            Text("the update recorded autograd history (a gradient reached v)", "更新记录了计算图（梯度传到了 v）")
-        )
-    if problems:
-        return Outcome(
-            "fail",
-            Text("; ".join(p.en for p in problems), "；".join(p.zh for p in problems)),
-            evidence,
-        )
-    return Outcome(
-        "pass",
-        Text(
-            f"an update of row {row} left the other {before.size(0) - 1} rows unchanged and recorded no "
-            "autograd history",
-            f"更新第 {row} 行没有改变其余 {before.size(0) - 1} 行，也没有记录计算图",
-        ),
-        evidence,
+    changed = tuple(r for r in range(before.size(0)) if r != row and not torch.equal(before[r], after[r]))
+    leaf = bool(protos.is_leaf and protos.grad_fn is None and protos.requires_grad)
+    if protos.requires_grad:
+        protos.sum().backward()
+    return IsolationMeasurement(
+        updated_row=row,
+        applied_deferred=applied,
+        own_row_change=float((after[row] - before[row]).abs().max()),
+        other_rows_changed=changed,
+        prototypes_trainable_leaf=leaf,
+        gradient_reaches_value=value.grad is not None,
     )
 
 
-CHECKS: tuple[Check, ...] = (
+def _judge_isolation(m: IsolationMeasurement) -> Finding:
+    problems = []
+    if m.own_row_change == 0.0:
+        problems.append(Msg("ema.isolation.own_unchanged", {"row": m.updated_row}))
+    if m.other_rows_changed:
+        problems.append(Msg("ema.isolation.others_changed", {"rows": list(m.other_rows_changed)}))
+    if not m.prototypes_trainable_leaf:
+        problems.append(Msg("ema.isolation.not_leaf", {}))
+    if m.gradient_reaches_value:
+        problems.append(Msg("ema.isolation.history", {}))
+    if problems:
+        return Finding("fail", Msg("ema.isolation.fail", {"problems": problems}))
+    return Finding("pass", Msg("ema.isolation.pass", {"row": m.updated_row, "change": m.own_row_change}))
+
+
+_CORE = (_UPDATE, _PROTOS, _MOMENTUM, *APPLY_NEEDS)
+
+CHECKS: tuple[Check[Any], ...] = (
     Check(
         id="ema.standard",
         catalogue=1,
-        title=Text(
-            "The momentum update is the standard EMA normalize(m*p + (1-m)*normalize(v))",
-            "动量更新是标准 EMA：normalize(m*p + (1-m)*normalize(v))",
-        ),
-        method=Text(
-            "From unit-norm rows, one update and three updates for m in 0.5, 0.9, 0.99, compared with the "
-            "closed form; apply_momentum_updates() is called after the updates where it exists.",
-            "从单位范数的行出发，m 取 0.5、0.9、0.99，分别做一次和三次更新并与闭式解比较；"
-            "若存在 apply_momentum_updates()，在更新后调用。",
-        ),
-        run=_run_standard,
-        needs=("proto_manager.momentum_update", "proto_manager.prototypes"),
+        measure=_measure_standard,
+        judge=_judge_standard,
+        needs=_CORE,
+        settings=("momentum",),
         severity="high",
     ),
     Check(
         id="ema.unit-norm",
         catalogue=1,
-        title=Text(
-            "Rows stay unit-norm under any sequence of updates",
-            "任意更新序列之后各行仍保持单位范数",
-        ),
-        method=Text(
-            "A Hypothesis rule-based state machine over update, update against the row or the previous value, "
-            "expand and apply, from unit-norm rows (random or axis-aligned, so cancellations are exact); "
-            "new values have norm >= 1e-3; the invariant is |norm - 1| <= 1e-4 on every valid row.",
-            "Hypothesis 基于规则的状态机：更新、反向更新（针对该行或上一次的值）、扩展、应用；"
-            "从单位范数的行（随机或坐标轴方向，使抵消精确）出发；新值范数 >= 1e-3；"
-            "不变量为每个有效行 |范数 - 1| <= 1e-4。",
-        ),
-        run=_run_unit_norm,
-        needs=("proto_manager.momentum_update", "proto_manager.valid_mask"),
+        measure=_measure_unit_norm,
+        judge=_judge_unit_norm,
+        needs=(*_CORE, "proto_manager.valid_mask", *("?" + n for n in EXPAND_NEEDS)),
+        settings=("momentum",),
         severity="high",
+        search=True,
     ),
     Check(
         id="ema.initial-norm",
         catalogue=1,
-        title=Text(
-            "Rows are unit-norm before their first update, so the first EMA step weighs the old row by m",
-            "首次更新前各行即为单位范数，因此第一次 EMA 更新中旧原型的权重为 m",
-        ),
-        method=Text(
-            "Norms of the valid rows of a fresh head built with the original report's recommended configuration.",
-            "按原报告推荐配置新建头部，测量其有效行的范数。",
-        ),
-        run=_run_initial_norm,
-        needs=("proto_manager.prototypes", "proto_manager.valid_mask"),
+        measure=_measure_initial_norm,
+        judge=_judge_initial_norm,
+        needs=(_PROTOS, "proto_manager.valid_mask", f"?{_UPDATE}", f"?{_MOMENTUM}", *APPLY_NEEDS),
         severity="low",
     ),
     Check(
         id="ema.isolation",
         catalogue=1,
-        title=Text(
-            "An update changes only its own row and records no autograd history",
-            "一次更新只改变对应的行，且不记录计算图",
-        ),
-        method=Text(
-            "Update one row with a value that requires grad (then apply, where deferred); compare every other "
-            "row bit for bit, check the prototypes stay a trainable leaf and no gradient reaches the value.",
-            "用需要梯度的值更新一行（若为延迟更新则随后应用）；逐位比较其余各行，检查原型仍是可训练的叶子张量，"
-            "且梯度不会传到该值。",
-        ),
-        run=_run_isolation,
-        needs=("proto_manager.momentum_update", "proto_manager.prototypes"),
+        measure=_measure_isolation,
+        judge=_judge_isolation,
+        needs=(_UPDATE, _PROTOS, *APPLY_NEEDS),
         severity="medium",
     ),
 )
