@@ -1,19 +1,21 @@
-"""Every check fails where it must and passes where it must.
+"""Every check fails where it must and passes where it must, with the subject in either slot.
 
-The references give the conclusions CHECKS.md derives from BEHAVIOR.md; hand-made
-subjects (tests/subjects) cover the verdicts neither reference reaches.
+The references give the conclusions CHECKS.md derives from BEHAVIOR.md; hand-made subjects
+(tests/subjects) cover the verdicts neither reference reaches. Each case runs in both the
+baseline and the candidate slot and must get the same verdict there.
 """
 
 from __future__ import annotations
 
-import math
+from typing import Any
 
 import pytest
 
 from headaudit.checks import REGISTRY
 from headaudit.model import Report
+from tests.conftest import ROLES, LoadSubject, RunCheck
 
-# (baseline head.py, candidate head_optimal.py), from CHECKS.md section 1.
+# (head.py, head_optimal.py), from CHECKS.md section 1.
 EXPECTED = {
     "contrastive.pairs": ("fail", "pass"),
     "contrastive.value": ("fail", "pass"),
@@ -24,168 +26,200 @@ EXPECTED = {
     "ema.unit-norm": ("fail", "fail"),
     "ema.initial-norm": ("fail", "fail"),
     "ema.isolation": ("pass", "pass"),
-    "losses.conflicts": ("fail", "warn"),
+    "losses.conflicts": ("fail", "fail"),
 }
+
+# Hand-made subjects: (subject, check, verdict). Together with the references they give
+# every check a subject where it must fail and one where it must pass.
+HAND_MADE = [
+    ("float32_loss", "contrastive.pairs", "pass"),
+    ("float32_loss", "contrastive.value", "pass"),
+    ("float32_loss", "contrastive.tiny", "pass"),
+    ("hinge_contrastive", "contrastive.pairs", "pass"),
+    ("hinge_contrastive", "contrastive.value", "fail"),
+    ("contrastive_variants:IgnoresValidMask", "contrastive.pairs", "fail"),
+    ("contrastive_variants:Attracts", "contrastive.pairs", "fail"),
+    ("contrastive_variants:Attracts", "contrastive.value", "fail"),
+    ("channel_gate", "gate.convex", "pass"),
+    ("channel_gate", "gate.sum-to-one", "n/a"),
+    ("gate_unnormalised", "gate.convex", "pass"),
+    ("gate_unnormalised", "gate.sum-to-one", "fail"),
+    ("ema_safe", "ema.standard", "pass"),
+    ("ema_safe", "ema.unit-norm", "pass"),
+    ("ema_safe", "ema.initial-norm", "pass"),
+    ("ema_safe", "ema.isolation", "pass"),
+    ("ema_leaky", "ema.isolation", "fail"),
+    ("ema_noop", "ema.isolation", "fail"),
+    ("ema_noop", "ema.standard", "fail"),
+    ("compat_kwargs:Head", "ema.standard", "pass"),
+    ("loss_aligned", "losses.conflicts", "pass"),
+    ("loss_opposed:Head", "losses.conflicts", "fail"),
+]
 
 
 def test_every_registered_check_has_an_expectation() -> None:
     assert {c.id for c in REGISTRY} == set(EXPECTED)
 
 
+def test_every_check_has_a_must_fail_and_a_must_pass_subject() -> None:
+    for check_id, on_references in EXPECTED.items():
+        verdicts = set(on_references) | {v for _, c, v in HAND_MADE if c == check_id}
+        assert {"pass", "fail"} <= verdicts, check_id
+
+
 @pytest.mark.parametrize("check_id", sorted(EXPECTED))
 def test_reference_verdicts_match_the_catalogue(reference_report: Report, check_id: str) -> None:
-    for role, expected in zip(("baseline", "candidate"), EXPECTED[check_id], strict=False):
+    for role, expected in zip(ROLES, EXPECTED[check_id], strict=True):
         result = reference_report.result(check_id, role)
         assert result is not None
-        assert result.verdict == expected, (role, result.summary.en, result.evidence)
+        assert result.verdict == expected, (role, result.summary("en"), result.evidence)
 
 
-def _evidence(report: Report, check_id: str, role: str) -> dict:  # type: ignore[type-arg]
+@pytest.mark.parametrize("check_id", sorted(EXPECTED))
+def test_verdicts_and_evidence_do_not_depend_on_the_slot(
+    reference_report: Report, swapped_report: Report, check_id: str
+) -> None:
+    """The same file gets the same verdict, message and evidence as baseline or candidate."""
+    for role, other in (("baseline", "candidate"), ("candidate", "baseline")):
+        a, b = reference_report.result(check_id, role), swapped_report.result(check_id, other)
+        assert a is not None
+        assert b is not None
+        assert (a.verdict, a.message, a.evidence) == (b.verdict, b.message, b.evidence)
+
+
+@pytest.mark.parametrize("role", ROLES)
+@pytest.mark.parametrize(("name", "check_id", "verdict"), HAND_MADE)
+def test_hand_made_subjects_in_both_slots(
+    subject: LoadSubject, check: RunCheck, name: str, check_id: str, verdict: str, role: str
+) -> None:
+    result = check(check_id, subject(name), role)
+    assert result.verdict == verdict, (result.summary("en"), result.evidence)
+
+
+def _evidence(report: Report, check_id: str, role: str) -> Any:
     result = report.result(check_id, role)
     assert result is not None
-    return result.evidence  # type: ignore[no-any-return]
+    return result.evidence
 
 
 # --- evidence is the measured counterexample, not a canned sentence -----------------
 
 
 def test_contrastive_pairs_names_a_same_class_pair(reference_report: Report) -> None:
-    ev = _evidence(reference_report, "contrastive.pairs", "baseline")
-    a, b = ev["pair_classes"]
-    assert a == b
-    assert abs(ev["loss_change"]) > 1e-3
-    counts = ev["layout"]["counts"]
-    assert max(counts) >= 2  # a class with two rows is the smallest counterexample
-    assert sum(counts) == 2  # and Hypothesis shrank it to exactly that
+    bad = _evidence(reference_report, "contrastive.pairs", "baseline")["counterexample"]
+    assert bad["kind"] == "same-class"
+    assert bad["classes"][0] == bad["classes"][1]
+    assert abs(bad["change"]) > 1e3 * bad["tolerance"]
+    assert sum(bad["layout"]["counts"]) == 2  # the smallest counterexample: one pair
+
+
+def test_contrastive_pairs_measures_raises_and_tolerance(reference_report: Report) -> None:
+    ev = _evidence(reference_report, "contrastive.pairs", "candidate")
+    assert ev["raises"] == ev["cross_class_moves"] > 0
+    assert ev["largest_same_class_change"] <= ev["largest_tolerance"]
 
 
 def test_contrastive_value_reports_oracle_and_measurement(reference_report: Report) -> None:
-    ev = _evidence(reference_report, "contrastive.value", "baseline")
-    assert abs(ev["measured"] - ev["oracle"]) > 1e-6
+    bad = _evidence(reference_report, "contrastive.value", "baseline")["counterexample"]
+    assert abs(bad["measured"] - bad["oracle"]) > bad["tolerance"]
 
 
 def test_contrastive_tiny_reports_nan_and_the_raise_with_labels(reference_report: Report) -> None:
-    cases = _evidence(reference_report, "contrastive.tiny", "baseline")["cases"]
+    cases = {c["name"]: c for c in _evidence(reference_report, "contrastive.tiny", "baseline")["cases"]}
     assert cases["n=0"]["value"] == "nan"
     assert cases["n=1"]["value"] == "nan"
-    # head.py's separation raises when every other class has no prototype
-    assert "raised" in cases["n=1"]["with_labels"]
+    assert "IndexError" in cases["n=1"]["with_labels"] or "RuntimeError" in cases["n=1"]["with_labels"]
     good = _evidence(reference_report, "contrastive.tiny", "candidate")["cases"]
-    assert all(case["value"] == 0.0 and case["finite_gradient"] for case in good.values())
+    assert all(c["value"] == 0.0 and c["finite_gradient"] for c in good)
+
+
+def test_gate_convex_names_the_block_input(reference_report: Report) -> None:
+    bad = _evidence(reference_report, "gate.convex", "baseline")["counterexample"]
+    assert bad["token_residual"] > bad["token_tolerance"]
+    assert bad["outside_share"] > 0
+    assert bad["input_explains"] is True
+    assert "the block's input" in reference_report.result("gate.convex", "baseline").summary("en")  # type: ignore[union-attr]
 
 
 def test_ema_standard_shows_row_equals_normalized_value(reference_report: Report) -> None:
-    per_m = _evidence(reference_report, "ema.standard", "baseline")["per_momentum"]
-    assert set(per_m) == {"m=0.5", "m=0.9", "m=0.99"}
-    for numbers in per_m.values():
-        assert numbers["one_update_distance_to_normalize_v"] < 1e-5
-        assert numbers["one_update_distance_to_ema"] > 1e-2
+    rows = _evidence(reference_report, "ema.standard", "baseline")["per_momentum"]
+    assert sorted(r["momentum"] for r in rows) == [0.1, 0.5, 0.9, 0.99]  # read back from the head
+    for row in rows:
+        assert row["one_update_distance_to_normalize_v"] <= row["tolerance"]
+        assert row["one_update_distance_to_ema"] > 1e-2
 
 
 def test_ema_unit_norm_counterexamples(reference_report: Report) -> None:
-    base = _evidence(reference_report, "ema.unit-norm", "baseline")
+    base = _evidence(reference_report, "ema.unit-norm", "baseline")["counterexample"]
     assert base["norm"] < 1e-3
     assert base["steps"][-1] == "apply_momentum_updates()"
     assert sum(s.startswith("momentum_update(") for s in base["steps"]) == 2  # two updates cancel
-    cand = _evidence(reference_report, "ema.unit-norm", "candidate")
+    cand = _evidence(reference_report, "ema.unit-norm", "candidate")["counterexample"]
     assert cand["norm"] < 1e-3
-    assert cand["last_update"]["momentum"] == 0.5  # m*p = -(1-m)*normalize(v) needs m = 1/2 for unit p
+    assert cand["momentum"] == 0.5  # m*p = -(1-m)*normalize(v) needs m = 1/2 for a unit row
 
 
-def test_ema_initial_norm_reports_the_norm_range(reference_report: Report) -> None:
-    for role in ("baseline", "candidate"):
+def test_ema_initial_norm_measures_the_first_step_weight(reference_report: Report) -> None:
+    for role in ROLES:
         ev = _evidence(reference_report, "ema.initial-norm", role)
         assert 0.85 < ev["min_norm"] < ev["max_norm"] < 1.45
         assert ev["valid_rows"] == 35
+    # head.py's update gives the old row weight 0, whatever its norm; head_optimal's weighs it by m|p|.
+    assert abs(_evidence(reference_report, "ema.initial-norm", "baseline")["first_update_old_row_weight"]) < 1e-6
+    assert _evidence(reference_report, "ema.initial-norm", "candidate")["first_update_old_row_weight"] > 0.9
 
 
-def test_losses_conflicts_table(reference_report: Report) -> None:
-    def row(role: str, pair: str) -> dict:  # type: ignore[type-arg]
-        table = _evidence(reference_report, "losses.conflicts", role)["table"]
-        return next(r for r in table if r["pair"] == pair)
-
-    original = row("baseline", "diversity / contrastive")
-    assert original["states"] >= 32
-    assert original["mean_cos"] > 0
-    assert original["conflict_share"] == 0
-    fixed = row("candidate", "diversity / contrastive")
-    assert abs(fixed["mean_cos"]) < 0.2  # decoupled: near zero
-    assert len(_evidence(reference_report, "losses.conflicts", "candidate")["table"]) == 6
+def _pair(report: Report, role: str, table: str, pair: str) -> dict[str, Any]:
+    tables = {t["label"]: t for t in _evidence(report, "losses.conflicts", role)["tables"]}
+    return next(p for p in tables[table]["pairs"] if p["pair"] == pair)
 
 
-# --- the verdicts the references do not reach ---------------------------------------
+def test_losses_conflicts_tables(reference_report: Report) -> None:
+    for role in ROLES:
+        tables = _evidence(reference_report, "losses.conflicts", role)["tables"]
+        assert [t["label"] for t in tables] == ["own", "raised"]
+        assert [t["margin"] for t in tables] == [0.3, 2.0]  # read back from the built heads
+        for pair in ("cluster/separation", "separation/diversity"):
+            assert _pair(reference_report, role, "raised", pair)["relation"] == "conflict"
+    original = _pair(reference_report, "baseline", "raised", "diversity/contrastive")
+    assert original["relation"] == "aligned"
+    assert original["ci_low"] > 0
+    fixed = _pair(reference_report, "candidate", "raised", "diversity/contrastive")
+    assert fixed["relation"] == "decoupled"
+    assert fixed["ci_low"] < 0 < fixed["ci_high"]
 
 
-def test_gate_sum_to_one_fails_for_unnormalised_weights(hand_made, run_check) -> None:  # type: ignore[no-untyped-def]
-    subject = hand_made("gate_unnormalised")
-    assert run_check("gate.convex", subject).verdict == "pass"  # in the span, positive weights
-    outcome = run_check("gate.sum-to-one", subject)
-    assert outcome.verdict == "fail"
-    assert outcome.evidence["max_sum_deviation"] > 1e-2
+# --- a subject's exception, a missing name and a refused setting -----------------------
 
 
-def test_ema_checks_pass_on_a_correct_ema(hand_made, run_check) -> None:  # type: ignore[no-untyped-def]
-    subject = hand_made("ema_safe")
-    for check_id in ("ema.standard", "ema.unit-norm", "ema.initial-norm", "ema.isolation"):
-        outcome = run_check(check_id, subject)
-        assert outcome.verdict == "pass", (check_id, outcome.summary.en)
-    assert run_check("ema.unit-norm", subject).examples >= 100  # it searched, it did not skip
+@pytest.mark.parametrize("role", ROLES)
+def test_a_subject_exception_is_an_error_with_its_message(subject: LoadSubject, check: RunCheck, role: str) -> None:
+    result = check("gate.convex", subject("forward_raises"), role)
+    assert result.verdict == "error"
+    assert "forward is broken on purpose" in result.summary("en")
+    raising = subject("small_classes_raise")
+    for check_id in ("contrastive.pairs", "contrastive.value", "gate.convex"):
+        result = check(check_id, raising, role)
+        assert result.verdict == "error", (check_id, result.summary("en"))
+        assert "needs at least 3 classes" in result.summary("en")
 
 
-def test_ema_isolation_fails_when_other_rows_change(hand_made, run_check) -> None:  # type: ignore[no-untyped-def]
-    outcome = run_check("ema.isolation", hand_made("ema_leaky"))
-    assert outcome.verdict == "fail"
-    assert outcome.evidence["other_rows_changed"]
+@pytest.mark.parametrize("role", ROLES)
+def test_missing_attribute_is_not_applicable(subject: LoadSubject, check: RunCheck, role: str) -> None:
+    result = check("gate.convex", subject("no_branch_norms"), role)
+    assert result.verdict == "n/a"
+    assert [m["name"] for m in result.evidence["missing"]] == [
+        "mixed_attn.norm1",
+        "mixed_attn.norm2",
+        "mixed_attn.norm3",
+    ]
 
 
-def test_losses_conflicts_passes_when_terms_align(hand_made, run_check) -> None:  # type: ignore[no-untyped-def]
-    outcome = run_check("losses.conflicts", hand_made("loss_aligned", "candidate"))
-    assert outcome.verdict == "pass", outcome.summary.en
-    assert all(math.isclose(r["mean_cos"], 1.0, abs_tol=1e-6) for r in outcome.evidence["table"])
-
-
-def test_losses_conflicts_premise_holds_for_an_opposed_baseline(hand_made, run_check) -> None:  # type: ignore[no-untyped-def]
-    outcome = run_check("losses.conflicts", hand_made("loss_opposed", "baseline"))
-    assert outcome.verdict == "pass", outcome.summary.en
-    row = next(r for r in outcome.evidence["table"] if r["pair"] == "diversity / contrastive")
-    assert row["conflict_share"] == 1.0
-
-
-def test_missing_attribute_is_not_applicable(hand_made, run_check) -> None:  # type: ignore[no-untyped-def]
-    outcome = run_check("gate.convex", hand_made("no_branch_norms"))
-    assert outcome.verdict == "n/a"
-    assert outcome.evidence["missing"] == ["mixed_attn.norm1", "mixed_attn.norm2", "mixed_attn.norm3"]
-
-
-def test_subject_that_raises_is_an_error_with_its_message(hand_made, run_check) -> None:  # type: ignore[no-untyped-def]
-    outcome = run_check("gate.convex", hand_made("forward_raises"))
-    assert outcome.verdict == "error"
-    assert "forward is broken on purpose" in outcome.summary.en
-
-
-@pytest.mark.parametrize("seed", [1, 2, 3])
-def test_property_searches_do_not_depend_on_the_seed(references, run_check, seed: int) -> None:  # type: ignore[no-untyped-def]
-    for check_id in ("contrastive.pairs", "contrastive.value", "ema.unit-norm"):
-        got = tuple(run_check(check_id, references[role], seed).verdict for role in ("baseline", "candidate"))
-        assert got == EXPECTED[check_id], (check_id, seed)
-
-
-def test_only_reproduces_the_full_run(reference_report: Report, references, run_check) -> None:  # type: ignore[no-untyped-def]
+def test_only_reproduces_the_full_run(reference_report: Report, references: dict[str, Any], check: RunCheck) -> None:
     """Each (check, subject) starts from the same seed, so `--only ID` repeats the full run's result."""
     for check_id in ("contrastive.value", "gate.convex", "ema.unit-norm", "losses.conflicts"):
-        for role in ("baseline", "candidate"):
-            alone = run_check(check_id, references[role])
+        for role in ROLES:
+            alone = check(check_id, references[role], role)
             full = reference_report.result(check_id, role)
             assert full is not None
-            assert (alone.verdict, alone.summary, alone.evidence) == (full.verdict, full.summary, full.evidence)
-
-
-def test_contrastive_pairs_catches_invalid_rows_and_attraction(hand_made, run_check) -> None:  # type: ignore[no-untyped-def]
-    outcome = run_check("contrastive.pairs", hand_made("contrastive_variants:IgnoresValidMask"))
-    assert outcome.verdict == "fail"
-    assert "invalid_rows" in outcome.evidence, outcome.summary.en
-    attracts = hand_made("contrastive_variants:Attracts")
-    outcome = run_check("contrastive.pairs", attracts)
-    assert outcome.verdict == "fail"
-    assert "did not raise the loss" in outcome.summary.en
-    assert run_check("contrastive.value", attracts).verdict == "fail"
+            assert (alone.verdict, alone.message, alone.evidence) == (full.verdict, full.message, full.evidence)

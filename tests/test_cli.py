@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shlex
 import shutil
 import subprocess
 import sys
@@ -41,7 +42,7 @@ def test_two_runs_with_the_same_seed_are_byte_identical() -> None:
 def test_json_and_chinese_outputs() -> None:
     out = headaudit("report", "--only", "ema.standard,gate.convex", "--format", "json")
     assert out.returncode == 0, out.stderr
-    assert '"schema_version": 1' in out.stdout
+    assert '"schema_version": 2' in out.stdout
     zh = headaudit("report", "--only", "ema.standard", "--lang", "zh")
     assert "## 一、理论分析" in zh.stdout
 
@@ -52,13 +53,21 @@ def test_json_and_chinese_outputs() -> None:
         (["report", "--candidate", "does/not/exist.py"], "does not exist"),
         (["report", "--candidate", str(SUBJECTS / "no_head.py")], "defines neither HeadOptimal nor Head"),
         (["report", "--baseline", f"{ROOT / 'reference' / 'head.py'}:NoSuchHead"], "has no class 'NoSuchHead'"),
+        (["report", "--baseline", f"{ROOT / 'reference' / 'head.py'}:NoSuchHead"], "it defines: BalancedPrototypeLoss"),
         (["report", "--candidate", str(SUBJECTS / "broken_ctor.py")], "emb_dim must be a multiple of 64"),
+        (["report", "--candidate", str(SUBJECTS)], "is a directory"),
         (["report", "--candidate", "no_such_module_anywhere"], "neither a file nor an importable module"),
         (["report", "--only", "gate.nope"], "unknown check id 'gate.nope'"),
+        (["report", "--only", ""], "--only is empty"),
+        (["report", "--only", "gate.convex,"], "has an empty id"),
+        (["report", "--only", ",,"], "--only is empty"),
         (["report", "--lang", "fr"], "invalid choice"),
         (["report", "--seed", "x"], "invalid int value"),
         (["report", "--seed", "-1"], "outside 0..2**32-1"),
+        (["report", "--timeout", "0"], "must be more than 0 seconds"),
+        (["report", "--map", "nonsense"], "is not CANONICAL=THEIRS"),
         (["frobnicate"], "invalid choice"),
+        ([], "no command given"),
     ],
 )
 def test_bad_input_is_one_line_and_exit_2(args: list[str], needle: str) -> None:
@@ -69,6 +78,51 @@ def test_bad_input_is_one_line_and_exit_2(args: list[str], needle: str) -> None:
     assert len(lines) == 1, out.stderr
     assert "Traceback" not in out.stderr
     assert needle in lines[0]
+    assert lines[0].count("--help") <= 1  # the usage hint is given once
+    assert "headaudit headaudit" not in lines[0]
+
+
+def test_usage_hints_name_the_right_command() -> None:
+    assert "(see `headaudit --help`)" in headaudit("frobnicate").stderr
+    assert "(see `headaudit --help`)" in headaudit().stderr
+    assert "(see `headaudit report --help`)" in headaudit("report", "--lang", "fr").stderr
+
+
+def test_help_documents_subjects_exit_codes_and_profiles() -> None:
+    for args in (["--help"], ["report", "--help"]):
+        text = headaudit(*args).stdout
+        for needle in ("PATH:CLASS", "MODULE[:CLASS]", "exit codes", "HYPOTHESIS_PROFILE", "--map"):
+            assert needle in text, (args, needle)
+
+
+def test_a_closed_pipe_is_not_a_traceback() -> None:
+    cmd = f"{shlex.quote(sys.executable)} -m headaudit report --only ema.standard | head -c 10"
+    for command in (cmd, f"{shlex.quote(sys.executable)} -m headaudit list | head -n 1"):
+        out = subprocess.run(["bash", "-c", command], capture_output=True, text=True, cwd=ROOT, check=False)
+        assert "Traceback" not in out.stderr, out.stderr
+        assert "BrokenPipe" not in out.stderr, out.stderr
+
+
+def test_the_reproduce_command_repeats_every_option_that_changes_results() -> None:
+    candidate = str(SUBJECTS / "renamed_ema.py")
+    out = headaudit(
+        "report",
+        "--only",
+        "ema.standard",
+        "--candidate",
+        candidate,
+        "--map",
+        "proto_manager.momentum_update=proto_manager.momentum_update_fixed",
+        "--timeout",
+        "30",
+        "--seed",
+        "4",
+    )
+    assert out.returncode == 0, out.stderr
+    command = next(line for line in out.stdout.splitlines() if line.startswith("- Command:"))
+    for part in ("--seed 4", f"--candidate {candidate}", "--map proto_manager.momentum_update=", "--timeout 30"):
+        assert part in command, part
+    assert "--only ema.standard --seed 4" in out.stdout  # the per-check command keeps --only
 
 
 def test_a_check_error_gives_exit_1_and_still_a_report() -> None:
@@ -110,7 +164,7 @@ def test_non_editable_install_finds_bundled_references(tmp_path: Path) -> None:
     env = {**os.environ, "PYTHONPATH": str(target)}
     out = headaudit("report", "--only", "ema.standard", "--format", "json", cwd=elsewhere, env=env)
     assert out.returncode == 0, out.stderr
-    assert str(target / "headaudit" / "reference" / "head.py") in out.stdout
+    assert '"path": "headaudit:reference/head.py"' in out.stdout
 
 
 def test_subjects_can_be_importable_modules() -> None:
@@ -120,6 +174,7 @@ def test_subjects_can_be_importable_modules() -> None:
     assert out.returncode == 0, out.stderr
     assert "--candidate headaudit.reference.head_optimal:HeadOptimal" in out.stdout  # in the reproduce command
     assert "| candidate | `HeadOptimal` |" in out.stdout
+    assert "`headaudit:reference/head_optimal.py`" in out.stdout
 
 
 def test_report_leaves_nothing_in_the_working_directory(tmp_path: Path) -> None:

@@ -2,52 +2,92 @@
 
 from __future__ import annotations
 
+import re
+from typing import Any
+
 import pytest
 
 from headaudit.checks import REGISTRY
 from headaudit.claims import CLAIMS
 from headaudit.errors import CheckDefinitionError, ConfigError
-from headaudit.model import Outcome, Text, freeze_evidence, worst
+from headaudit.messages import Msg, render
+from headaudit.model import Finding, freeze_evidence, worst
 from headaudit.profiles import PROFILES, active_profile, scaled
 from headaudit.registry import Check, build_registry
 
-T = Text("a", "甲")
+
+def _noop(_ctx: Any) -> int:
+    return 0
 
 
-def _noop(_ctx: object) -> Outcome:
-    return Outcome("pass", T)
+def _judge(_m: int) -> Finding:
+    return Finding("pass", Msg("common.check_failed", {"detail": "x"}))
+
+
+def _record(check_id: str = "ema.standard", **kwargs: Any) -> Check[int]:
+    return Check(check_id, kwargs.pop("catalogue", 1), _noop, _judge, **kwargs)
 
 
 @pytest.mark.parametrize("bad_id", ["NoDot", "gate.", "Gate.convex", "gate.con vex", "gate..x"])
 def test_bad_ids_fail_at_construction(bad_id: str) -> None:
     with pytest.raises(CheckDefinitionError, match=repr(bad_id).replace(".", r"\.")):
-        Check(bad_id, 1, T, T, _noop)
+        _record(bad_id)
 
 
 def test_other_bad_records() -> None:
     with pytest.raises(CheckDefinitionError, match="catalogue"):
-        Check("a.b", 9, T, T, _noop)
-    with pytest.raises(CheckDefinitionError, match="both en and zh"):
-        Check("a.b", 1, Text("x", ""), T, _noop)
-    one = Check("a.b", 1, T, T, _noop)
+        _record(catalogue=9)
+    with pytest.raises(CheckDefinitionError, match="missing from a message catalogue"):
+        _record("area.unknown-check")
+    with pytest.raises(CheckDefinitionError, match=re.escape("need 'a.b[c]'")):
+        _record(needs=("a.b[c]",))
+    with pytest.raises(CheckDefinitionError, match="setting"):
+        _record(settings=("Bad-Name",))
+    one = _record()
     with pytest.raises(CheckDefinitionError, match="defined twice"):
         build_registry([one], [one])
 
 
-def test_outcome_rejects_unknown_verdicts() -> None:
+def test_needs_and_settings_are_parsed() -> None:
+    record = _record(needs=("a.b", "?c.d", "e.f|proto_loss_fn[x]"), settings=("momentum", "?margin"))
+    assert [(n.alternatives, n.optional) for n in record.parsed] == [
+        (("a.b",), False),
+        (("c.d",), True),
+        (("e.f", "proto_loss_fn[x]"), False),
+    ]
+    assert record.declared == {"a.b", "c.d", "e.f", "proto_loss_fn[x]"}
+    assert record.required_settings == ("momentum",)
+    assert record.setting_names == ("momentum", "margin")
+
+
+def test_findings_reject_unknown_verdicts() -> None:
     with pytest.raises(ValueError, match="unknown verdict"):
-        Outcome("maybe", T)  # type: ignore[arg-type]
+        Finding("maybe", Msg("x"))  # type: ignore[arg-type]
 
 
-def test_every_check_belongs_to_exactly_one_claim() -> None:
+def test_catalogue_one_checks_each_belong_to_exactly_one_claim() -> None:
     for check in REGISTRY:
-        owners = [c.ref for c in CLAIMS if check.id in c.checks]
-        assert len(owners) == 1, (check.id, owners)
+        owners = {c.ref for c in CLAIMS if check.id in c.checks}
+        if check.catalogue == 1:
+            assert len(owners) == 1, (check.id, owners)
 
 
 def test_freeze_evidence() -> None:
     frozen = freeze_evidence({"a": float("nan"), "b": (1.23456789, -0.0), "c": {1: float("-inf")}})
     assert frozen == {"a": "nan", "b": [1.23457, 0.0], "c": {"1": "-inf"}}
+
+
+def test_messages_render_frozen_values_and_lists() -> None:
+    msg = Msg("contrastive.tiny.case_value", {"case": "n=0", "value": "nan"})
+    assert render(msg, "en") == "n=0: nan"
+    nested = Msg(
+        "common.missing",
+        {"names": [Msg("common.missing_name", {"name": "a"}), Msg("common.missing_name", {"name": "b"})]},
+    )
+    assert render(nested, "en") == "the head lacks `a`, `b`, which this check needs"
+    assert "`a`、`b`" in render(nested, "zh")
+    with pytest.raises(KeyError, match=re.escape("no.such.id")):
+        render(Msg("no.such.id"), "en")
 
 
 def test_worst_order() -> None:

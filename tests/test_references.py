@@ -12,12 +12,23 @@ import torch.nn.functional as F
 from hypothesis import given
 from hypothesis import strategies as st
 
-from headaudit.adapters import set_manager_counts
 from headaudit.checks._common import Layout, layouts
 from headaudit.checks.contrastive import different_class_mean
 from headaudit.reference import head as original
 from headaudit.reference import head_optimal as optimal
 from headaudit.reference.recommended import ISIC2018_TASK3_COUNTS, RECOMMENDED_KWARGS
+
+
+def set_manager_counts(manager: torch.nn.Module, counts: list[int]) -> None:
+    """Give each class of a reference manager ``counts[c]`` valid rows (the buffers the heads keep)."""
+    per_class = int(manager.max_prototypes)
+    with torch.no_grad():
+        manager.protos_per_class.copy_(torch.tensor(counts))
+        mask = torch.zeros_like(manager.valid_mask)
+        for c, k in enumerate(counts):
+            mask[c * per_class : c * per_class + k] = True
+        manager.valid_mask.copy_(mask)
+
 
 SMALL = {"num_classes": 3, "emb_dim": 8, "num_heads": 2, "img_feat_dim": 8, "dropout_rate": 0.0}
 
@@ -37,27 +48,29 @@ def test_contrastive_mask_excludes_same_class_pairs(layout: Layout, seed: int) -
     set_manager_counts(manager, list(layout.counts))
     protos = torch.randn(layout.num_classes * layout.max_prototypes, 6, generator=torch.Generator().manual_seed(seed))
     value = loss.compute_contrastive_loss(protos.double(), manager.valid_mask, manager.get_prototype_indices())
-    assert float(value) == pytest.approx(different_class_mean(protos.double(), layout), abs=1e-9)
+    assert float(value) == pytest.approx(different_class_mean(protos.double().numpy(), layout), abs=1e-9)
 
 
 def test_oracle_on_a_hand_computed_case() -> None:
     # rows 0,1 in class 0 (identical), row 2 in class 1 orthogonal to them: cross pairs have cos 0
     layout = Layout(2, 2, (2, 1))
     protos = torch.tensor([[1.0, 0.0], [1.0, 0.0], [0.0, 1.0], [5.0, 5.0]], dtype=torch.float64)
-    assert different_class_mean(protos, layout) == 0.0
+    assert different_class_mean(protos.numpy(), layout) == 0.0
     protos[2] = torch.tensor([1.0, 1.0])
-    assert different_class_mean(protos, layout) == pytest.approx(2**-0.5)
+    assert different_class_mean(protos.numpy(), layout) == pytest.approx(2**-0.5)
 
 
-def test_gate_weights_sum_to_one() -> None:
+def test_fusion_is_the_softmax_weighted_sum_of_the_three_branches() -> None:
+    """head_optimal.py's block output is w0*cross_out + w1*self_out + w2*light_out, w = softmax(gate)."""
     torch.manual_seed(0)
     block = optimal.MixedAttentionBlockOptimal(8, 2, dropout=0.0).eval()
-    seen: list[torch.Tensor] = []
-    block.gate.register_forward_hook(lambda _m, _i, out: seen.append(out))
-    block(torch.randn(1, 6, 8), torch.randn(1, 10, 8))
-    weights = torch.softmax(seen[0], dim=-1)
-    assert weights.shape == (1, 6, 3)
-    assert torch.allclose(weights.sum(-1), torch.ones(1, 6))
+    seen: dict[str, torch.Tensor] = {}
+    for name in ("norm1", "norm2", "norm3", "gate"):
+        getattr(block, name).register_forward_hook(lambda _m, _i, out, name=name: seen.__setitem__(name, out))
+    out, _ = block(torch.randn(1, 6, 8), torch.randn(1, 10, 8))
+    w = torch.softmax(seen["gate"], dim=-1)
+    expected = w[..., 0:1] * seen["norm1"] + w[..., 1:2] * seen["norm2"] + w[..., 2:3] * seen["norm3"]
+    assert torch.allclose(out, expected, atol=1e-6)
 
 
 @given(momentum=st.floats(0.05, 0.95), seed=st.integers(0, 10_000), steps=st.integers(1, 6))

@@ -1,0 +1,1 @@
+"""A package whose head module uses a relative import."""

@@ -1,0 +1,107 @@
+"""Detection rates of the property searches on their must-fail subjects, seeds 0-199.
+
+A search that misses a defect for some seeds would let a report pass for lack of evidence,
+so every search check must find the failure at every seed. The measured rates are
+compared with ``headaudit/data/detection.json``, which the report quotes; regenerate it
+after changing a search with ``HEADAUDIT_WRITE_DETECTION=1 pytest -m slow tests/test_detection.py``.
+Also run by plain ``pytest`` (and so by CI): it takes a few minutes.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from importlib import resources
+from pathlib import Path
+
+import pytest
+
+from headaudit import __version__
+from headaudit.checks import REGISTRY, by_id
+from headaudit.profiles import active_profile
+from headaudit.runner import run_check
+from headaudit.subjects import Subject, bundled_reference, load_subject
+from tests.conftest import SUBJECTS_DIR
+
+SEEDS = range(200)
+
+# Each search check and the subjects on which it must fail.
+MUST_FAIL: dict[str, tuple[str, ...]] = {
+    "contrastive.pairs": ("head.py", "contrastive_variants:IgnoresValidMask", "contrastive_variants:Attracts"),
+    "contrastive.value": ("head.py", "contrastive_variants:Attracts", "hinge_contrastive"),
+    "gate.convex": ("head.py",),
+    "gate.sum-to-one": ("gate_unnormalised",),
+    "ema.unit-norm": ("head.py", "head_optimal.py"),
+}
+
+
+def _load(name: str) -> Subject:
+    if name.endswith(".py"):
+        return load_subject(str(bundled_reference(name)))
+    file, _, cls = name.partition(":")
+    return load_subject(str(SUBJECTS_DIR / f"{file}.py") + (f":{cls}" if cls else ""))
+
+
+def test_every_search_check_has_must_fail_subjects() -> None:
+    assert {c.id for c in REGISTRY if c.search} == set(MUST_FAIL)
+
+
+@pytest.mark.slow
+def test_searches_find_every_must_fail_defect_at_every_seed() -> None:
+    profile = active_profile()
+    if profile.name != "ci":
+        pytest.skip("detection rates are validated under the ci profile")
+    measured: dict[str, dict[str, object]] = {}
+    misses: list[tuple[str, str, int]] = []
+    for check_id, names in MUST_FAIL.items():
+        check = by_id(check_id)
+        assert check is not None
+        per_subject = {}
+        for name in names:
+            subject = _load(name)
+            found = 0
+            for seed in SEEDS:
+                result = run_check(check, subject, "candidate", seed=seed, profile=profile, timeout=120)
+                if result.verdict == "fail":
+                    found += 1
+                else:
+                    misses.append((check_id, name, seed))
+            per_subject[name] = f"{found}/{len(SEEDS)}"
+        detected = sum(int(v.split("/")[0]) for v in per_subject.values())
+        measured[check_id] = {"detected": detected, "total": len(SEEDS) * len(names), "subjects": per_subject}
+    assert not misses, misses[:10]
+    record = {
+        "seeds": f"{SEEDS[0]}-{SEEDS[-1]}",
+        "profile": profile.name,
+        "tool_version": __version__,
+        "checks": measured,
+    }
+    path = Path(str(resources.files("headaudit").joinpath("data", "detection.json")))
+    if os.environ.get("HEADAUDIT_WRITE_DETECTION"):
+        path.write_text(json.dumps(record, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    assert json.loads(path.read_text(encoding="utf-8")) == record, "regenerate with HEADAUDIT_WRITE_DETECTION=1"
+
+
+@pytest.mark.slow
+def test_losses_conflicts_verdicts_agree_across_seeds(references: dict[str, Subject]) -> None:
+    """Seeds 0-9 give the same verdict, the same conflicting pairs, and the same premise pair.
+
+    Pairs near the effect threshold may be called aligned at one seed and decoupled at
+    another (head.py's cluster/contrastive: mean cosine 0.01-0.08); none of them decides a
+    verdict or a claim.
+    """
+    check = by_id("losses.conflicts")
+    assert check is not None
+    for role, subject in references.items():
+        outcomes = set()
+        for seed in range(10):
+            result = run_check(check, subject, role, seed=seed, profile=active_profile())
+            raised = next(t for t in result.evidence["tables"] if t["label"] == "raised")
+            relation = {p["pair"]: p["relation"] for p in raised["pairs"]}
+            conflicts = tuple(sorted(p for p, r in relation.items() if r == "conflict"))
+            outcomes.add((result.verdict, conflicts, relation["diversity/contrastive"]))
+        assert len(outcomes) == 1, (role, outcomes)
+        verdict, conflicts, premise = outcomes.pop()
+        assert verdict == "fail"
+        assert {"cluster/separation", "separation/diversity"} <= set(conflicts)
+        assert premise == ("aligned" if role == "baseline" else "decoupled")
