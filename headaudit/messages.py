@@ -3,9 +3,10 @@
 Code never holds a sentence. A check's verdict carries a :class:`Msg`, an id with named
 parameters (numbers, strings, lists, or nested messages); a renderer turns it into text
 with :func:`render` in the language it is writing. The catalogues are
-``headaudit/locale/<lang>.toml``: each TOML table is an id prefix, each key inside it the
+``headaudit/locale/<lang>/<area>.toml``: each TOML table is an id prefix, each key inside it the
 rest of the id, so ``["contrastive.pairs"] title = "..."`` defines the id
-``contrastive.pairs.title``.
+``contrastive.pairs.title``. Each area has its own file per language
+(``locale/en/ema.toml`` beside ``locale/zh/ema.toml``).
 
 Placeholders use :meth:`str.format` syntax with names (``{change:.4g}``). The formatter
 is forgiving where evidence encoding demands it: a number frozen as ``"nan"`` or
@@ -82,12 +83,26 @@ def _flatten(table: Mapping[str, Any], prefix: str, out: dict[str, str]) -> None
 
 @cache
 def catalogue(lang: str) -> Mapping[str, str]:
-    """All sentences of ``lang`` by id (read once from ``headaudit/locale/<lang>.toml``)."""
+    """All sentences of ``lang`` by id, read once from ``headaudit/locale/<lang>/*.toml``.
+
+    One file per area (``ema.toml``, ``report.toml``, ...); an id defined in two files is
+    an error naming both.
+    """
     if lang not in LANGS:
         raise ValueError(f"language {lang!r} is not one of {LANGS}")
-    text = resources.files("headaudit").joinpath("locale", f"{lang}.toml").read_text(encoding="utf-8")
+    folder = resources.files("headaudit").joinpath("locale", lang)
     out: dict[str, str] = {}
-    _flatten(tomllib.loads(text), "", out)
+    where: dict[str, str] = {}
+    for entry in sorted(folder.iterdir(), key=lambda e: e.name):
+        if not entry.name.endswith(".toml"):
+            continue
+        part: dict[str, str] = {}
+        _flatten(tomllib.loads(entry.read_text(encoding="utf-8")), "", part)
+        for key in part:
+            if key in out:
+                raise ValueError(f"message id {key!r} is defined in both {where[key]} and {entry.name} ({lang})")
+            where[key] = entry.name
+        out.update(part)
     return out
 
 

@@ -145,6 +145,7 @@ class CheckInfo:
     needs: tuple[str, ...] = ()
     settings: tuple[str, ...] = ()
     search: bool = False
+    group: str = ""
 
     def title(self, lang: str) -> str:
         return render(Msg(f"{self.id}.title"), lang)
@@ -160,6 +161,7 @@ class CheckInfo:
             "needs": list(self.needs),
             "settings": list(self.settings),
             "search": self.search,
+            "group": self.group,
             "title": _texts(Msg(f"{self.id}.title")),
             "method": _texts(Msg(f"{self.id}.method")),
         }
@@ -173,6 +175,7 @@ class CheckInfo:
             tuple(data.get("needs", ())),
             tuple(data.get("settings", ())),
             bool(data.get("search", False)),
+            str(data.get("group", "")),
         )
 
 

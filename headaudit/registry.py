@@ -34,6 +34,8 @@ M = TypeVar("M")
 
 _ID = re.compile(r"^[a-z]+\.[a-z0-9]+(-[a-z0-9]+)*$")
 _SETTING = re.compile(r"^[a-z_][a-z0-9_]*$")
+#: The report section of each catalogue section, unless a check names another group.
+_GROUPS = {1: "theory", 2: "engineering", 3: "missed", 4: "performance"}
 
 
 @dataclass(frozen=True)
@@ -47,8 +49,10 @@ class Check(Generic[M]):
     ``settings`` the constructor settings it relies on (read back after construction;
     ``?name`` for one it uses where the head accepts it).
     ``search`` marks checks whose verdict comes from a property search, so their
-    detection rate is validated. Title and method live in the message catalogues as
-    ``<id>.title`` and ``<id>.method``.
+    detection rate is validated. ``group`` is the report section the check is shown in
+    when that is not its catalogue section's default (the component contracts are
+    catalogue 3 but have their own section: ``"contracts"``). Title and method live in
+    the message catalogues as ``<id>.title`` and ``<id>.method``.
     """
 
     id: str
@@ -59,6 +63,7 @@ class Check(Generic[M]):
     settings: tuple[str, ...] = ()
     severity: Severity = "medium"
     search: bool = False
+    group: str = ""
     parsed: tuple[Need, ...] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -75,6 +80,8 @@ class Check(Generic[M]):
             if not has(f"{self.id}.{part}"):
                 raise CheckDefinitionError(f"check {self.id!r}: '{self.id}.{part}' is missing from a message catalogue")
         object.__setattr__(self, "parsed", parse_needs(self.id, self.needs))
+        if not self.group:
+            object.__setattr__(self, "group", _GROUPS[self.catalogue])
 
     @property
     def required_settings(self) -> tuple[str, ...]:

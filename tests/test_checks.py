@@ -14,47 +14,7 @@ import pytest
 from headaudit.checks import REGISTRY
 from headaudit.model import Report
 from tests.conftest import ROLES, LoadSubject, RunCheck
-
-# (head.py, head_optimal.py), from CHECKS.md section 1.
-EXPECTED = {
-    "contrastive.pairs": ("fail", "pass"),
-    "contrastive.value": ("fail", "pass"),
-    "contrastive.tiny": ("fail", "pass"),
-    "gate.convex": ("fail", "pass"),
-    "gate.sum-to-one": ("n/a", "pass"),
-    "ema.standard": ("fail", "pass"),
-    "ema.unit-norm": ("fail", "fail"),
-    "ema.initial-norm": ("fail", "fail"),
-    "ema.isolation": ("pass", "pass"),
-    "losses.conflicts": ("fail", "fail"),
-}
-
-# Hand-made subjects: (subject, check, verdict). Together with the references they give
-# every check a subject where it must fail and one where it must pass.
-HAND_MADE = [
-    ("float32_loss", "contrastive.pairs", "pass"),
-    ("float32_loss", "contrastive.value", "pass"),
-    ("float32_loss", "contrastive.tiny", "pass"),
-    ("hinge_contrastive", "contrastive.pairs", "pass"),
-    ("hinge_contrastive", "contrastive.value", "fail"),
-    ("contrastive_variants:IgnoresValidMask", "contrastive.pairs", "fail"),
-    ("contrastive_variants:Attracts", "contrastive.pairs", "fail"),
-    ("contrastive_variants:Attracts", "contrastive.value", "fail"),
-    ("channel_gate", "gate.convex", "pass"),
-    ("channel_gate", "gate.sum-to-one", "n/a"),
-    ("gate_unnormalised", "gate.convex", "pass"),
-    ("gate_unnormalised", "gate.sum-to-one", "fail"),
-    ("ema_safe", "ema.standard", "pass"),
-    ("ema_safe", "ema.unit-norm", "pass"),
-    ("ema_safe", "ema.initial-norm", "pass"),
-    ("ema_safe", "ema.isolation", "pass"),
-    ("ema_leaky", "ema.isolation", "fail"),
-    ("ema_noop", "ema.isolation", "fail"),
-    ("ema_noop", "ema.standard", "fail"),
-    ("compat_kwargs:Head", "ema.standard", "pass"),
-    ("loss_aligned", "losses.conflicts", "pass"),
-    ("loss_opposed:Head", "losses.conflicts", "fail"),
-]
+from tests.expectations import EXPECTED, HAND_MADE
 
 
 def test_every_registered_check_has_an_expectation() -> None:

@@ -24,7 +24,7 @@ from headaudit.model import Finding
 from headaudit.registry import Check
 from headaudit.sandbox import SubjectRaised
 
-__all__ = ["CHECKS", "different_class_mean"]
+__all__ = ["CHECKS", "ORDER", "different_class_mean"]
 
 _EMB = 48  # >= 8 classes x 6 rows, so every valid row can be orthonormal
 _STEPS = (0.5, 3.0)  # one-pair moves to cosine 0.447 and 0.949: a hinge above either still sees one
@@ -356,6 +356,8 @@ def _judge_tiny(m: TinyMeasurement) -> Finding:
             listing.append(Msg("contrastive.tiny.case_gradient", {"case": c.name}))
     return Finding("fail", Msg("contrastive.tiny.fail", {"bad": len(bad), "total": len(m.cases), "cases": listing}))
 
+
+ORDER = 110
 
 CHECKS: tuple[Check[object], ...] = (
     Check(

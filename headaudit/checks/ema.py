@@ -30,7 +30,7 @@ from headaudit.model import Finding
 from headaudit.registry import Check
 from headaudit.sandbox import SubjectRaised, call_subject
 
-__all__ = ["CHECKS", "MOMENTA"]
+__all__ = ["CHECKS", "MOMENTA", "ORDER"]
 
 #: Momenta every EMA check tries; those the head refuses (raises, or reads back
 #: differently) are skipped and named in the evidence.
@@ -476,6 +476,8 @@ def _judge_isolation(m: IsolationMeasurement) -> Finding:
 
 
 _CORE = (_UPDATE, _PROTOS, _MOMENTUM, *APPLY_NEEDS)
+
+ORDER = 130
 
 CHECKS: tuple[Check[Any], ...] = (
     Check(

@@ -33,7 +33,7 @@ from headaudit.model import Finding
 from headaudit.registry import Check
 from headaudit.sandbox import call_subject
 
-__all__ = ["CHECKS", "GateFit", "fit_gate"]
+__all__ = ["CHECKS", "ORDER", "GateFit", "fit_gate"]
 
 _BRANCHES = ("mixed_attn.norm1", "mixed_attn.norm2", "mixed_attn.norm3")
 _NEEDS = ("mixed_attn", *_BRANCHES)
@@ -245,6 +245,8 @@ def _judge_sum(m: SumMeasurement) -> Finding:
         Msg("gate.sum-to-one.pass", {"deviation": m.largest_sum_deviation, "configs": m.configs}),
     )
 
+
+ORDER = 120
 
 CHECKS: tuple[Check[Any], ...] = (
     Check(

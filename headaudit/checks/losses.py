@@ -36,7 +36,7 @@ from headaudit.model import Finding
 from headaudit.registry import Check
 from headaudit.sandbox import call_subject
 
-__all__ = ["CHECKS", "TERMS", "relation"]
+__all__ = ["CHECKS", "ORDER", "TERMS", "relation"]
 
 TERMS = ("cluster", "separation", "diversity", "contrastive")
 _KEYS = {
@@ -191,6 +191,8 @@ def _judge_conflicts(m: ConflictMeasurement) -> Finding:
         )
     return Finding("pass", Msg("losses.conflicts.pass", {"pairs": len(names), "aligned": aligned or "-"}))
 
+
+ORDER = 140
 
 CHECKS: tuple[Check[Any], ...] = (
     Check(

@@ -11,14 +11,14 @@ from __future__ import annotations
 
 import json
 import shlex
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import PurePosixPath
 
 from headaudit.claims import CLAIMS, SECTIONS, Claim
 from headaudit.messages import Msg, render
 from headaudit.model import ClaimResult, Report, Result
 
-__all__ = ["cell", "render_markdown"]
+__all__ = ["GROUP_RENDERERS", "GROUP_SECTIONS", "cell", "group_section", "render_markdown"]
 
 _MARK: dict[str, str] = {"pass": "✅", "fail": "❌", "warn": "⚠️", "n/a": "➖", "error": "⛔"}
 _CLAIM_MARK: dict[str, str] = {
@@ -208,6 +208,31 @@ def _subjects(report: Report, lang: str) -> list[str]:
     return lines
 
 
+GroupRenderer = Callable[[Report, str], list[str]]
+
+#: Report sections after the claims, in CHECKS.md's order: the check group each shows.
+GROUP_SECTIONS: tuple[str, ...] = ("missed", "contracts", "performance")
+
+#: A group with its own renderer; the others get :func:`group_section`.
+GROUP_RENDERERS: dict[str, GroupRenderer] = {}
+
+
+def group_section(report: Report, group: str, lang: str) -> list[str]:
+    """A section for the checks of ``group``: verdicts per subject, then each check's block."""
+    ids = [c.id for c in report.checks if c.group == group]
+    if not ids:
+        return []
+    roles = _roles(report)
+    lines = [f"## {render(Msg(f'section.{group}'), lang)}", "", *_role_table_head(roles, lang)]
+    for check_id in ids:
+        cells = [_verdict(r.verdict, lang) if (r := report.result(check_id, role)) else "" for role in roles]
+        lines.append(f"| `{check_id}` | " + " | ".join(cells) + " |")
+    lines.append("")
+    for check_id in ids:
+        lines += _check_block(report, check_id, lang)
+    return lines
+
+
 def render_markdown(report: Report, lang: str = "en") -> str:
     """The whole report as Markdown in ``lang`` (``en`` or ``zh``)."""
     candidate = next((s for s in report.subjects if s.role == "candidate"), report.subjects[-1])
@@ -235,5 +260,8 @@ def render_markdown(report: Report, lang: str = "en") -> str:
         judged += [(c, r) for c, r in ran if r is not None]
     if judged:
         lines += _summary_table(report, judged, lang)
+    for group in GROUP_SECTIONS:
+        renderer = GROUP_RENDERERS.get(group)
+        lines += renderer(report, lang) if renderer else group_section(report, group, lang)
     lines += _reproducibility(report, lang)
     return "\n".join(lines).rstrip("\n") + "\n"
