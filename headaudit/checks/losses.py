@@ -178,11 +178,27 @@ def _pair_msg(p: PairStats, table: Table) -> Msg:
     )
 
 
+def _shown(m: ConflictMeasurement) -> dict[str, tuple[PairStats, Table]]:
+    """Each pair once: from the last table (the raised margin) where it was active, else the first."""
+    shown: dict[str, tuple[PairStats, Table]] = {}
+    for table in m.tables:
+        for p in table.pairs:
+            if p.pair not in shown or p.relation != "inactive":
+                shown[p.pair] = (p, table)
+    return shown
+
+
 def _judge_conflicts(m: ConflictMeasurement) -> Finding:
-    conflicts = [_pair_msg(p, t) for t in m.tables for p in t.pairs if p.relation == "conflict"]
-    names = {p.pair for t in m.tables for p in t.pairs}
-    measured = {p.pair for t in m.tables for p in t.pairs if p.relation != "inactive"}
-    aligned = [_pair_msg(p, t) for t in m.tables for p in t.pairs if p.relation == "aligned"]
+    shown = _shown(m)
+    conflicting = {p.pair for t in m.tables for p in t.pairs if p.relation == "conflict"}
+    for table in m.tables:  # a conflict seen at any margin is shown where it was seen
+        for p in table.pairs:
+            if p.relation == "conflict" and shown[p.pair][0].relation != "conflict":
+                shown[p.pair] = (p, table)
+    conflicts = [_pair_msg(p, t) for name, (p, t) in shown.items() if name in conflicting]
+    names = set(shown)
+    measured = {name for name, (p, _) in shown.items() if p.relation != "inactive"}
+    aligned = [_pair_msg(p, t) for p, t in shown.values() if p.relation == "aligned"]
     if conflicts:
         return Finding("fail", Msg("losses.conflicts.fail", {"conflicts": conflicts, "aligned": aligned or "-"}))
     if measured != names:

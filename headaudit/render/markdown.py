@@ -17,6 +17,7 @@ from pathlib import PurePosixPath
 from headaudit.claims import CLAIMS, SECTIONS, Claim
 from headaudit.messages import Msg, render
 from headaudit.model import ClaimResult, Report, Result
+from headaudit.render.glance import anchor, glance
 
 __all__ = ["GROUP_RENDERERS", "GROUP_SECTIONS", "cell", "group_section", "render_markdown"]
 
@@ -82,7 +83,14 @@ def _check_block(report: Report, check_id: str, lang: str) -> list[str]:
     results = [r for r in report.results if r.check == check_id]
     if info is None:
         return []
-    lines = [f"#### `{check_id}`: {info.title(lang)}", "", f"*{_t('method', lang)}*: {info.method(lang)}", ""]
+    lines = [
+        f'<a id="{anchor(check_id)}"></a>',
+        "",
+        f"#### `{check_id}`: {info.title(lang)}",
+        "",
+        f"*{_t('method', lang)}*: {info.method(lang)}",
+        "",
+    ]
     for r in results:
         lines.append(f"- **{_role(r.subject, lang)}** {_verdict(r.verdict, lang)}: {r.summary(lang)}")
     lines += ["", f"<details><summary>{_t('evidence', lang)}</summary>", "", "```json", _evidence_json(results), "```"]
@@ -242,6 +250,7 @@ def render_markdown(report: Report, lang: str = "en") -> str:
         f"> {_t('intro', lang, version=report.environment.tool_version)}",
         "",
         *_subjects(report, lang),
+        *glance(report, lang),
     ]
     judged: list[tuple[Claim, ClaimResult]] = []
     for section, heading in SECTIONS.items():
