@@ -1,0 +1,429 @@
+"""The compatibility ``Head`` (claim 2.2): does it keep the interface of the original head.py?
+
+The class under test is the subject file's ``Head`` (the declared ``module:Head``; map
+another name with ``--map module:Head=module:TheirName``). The interface it must keep is
+measured, not written down: it is read from the original's ``Head`` in the bundled
+reference ``headaudit:reference/head.py`` (loaded like any subject, once per process):
+what its ``forward`` returns per mode, its constructor's keywords and defaults, its
+manager's public names, and its state dict. So a file's own ``Head`` is compared with
+the original's interface whichever slot it sits in; head.py's ``Head`` keeps it by
+construction.
+
+- ``compat.forward``: arity, kinds, shapes and dtypes of what ``forward`` returns in
+  training with labels and in eval with and without labels;
+- ``compat.constructor``: every keyword of the original constructor with its default
+  value, one at a time, then all together, then the four sizes by keyword: refused
+  (the ``TypeError`` is quoted) or accepted but not taking effect (read back);
+- ``compat.manager-api``: the original manager's public methods and attributes missing
+  from the new one, which of them exist under another name, and which the host files
+  use (a static scan for ``proto_manager.<name>``);
+- ``compat.checkpoint``: ``load_state_dict(strict=True)`` of an original state dict;
+  missing and unexpected keys, and which differ only by name (same shape, same leaf).
+
+The constructor and ``load_state_dict`` raising are the behaviours under test and are
+recorded; any other raise of the subject is ``error``. About 0.1 s per subject.
+"""
+
+from __future__ import annotations
+
+import difflib
+import functools
+import inspect
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+
+from headaudit.astscan import attribute_uses
+from headaudit.build import construct, read_setting
+from headaudit.context import Context
+from headaudit.messages import Msg
+from headaudit.model import Finding
+from headaudit.names import NameMap
+from headaudit.registry import Check
+from headaudit.sandbox import SubjectRaised, call_subject
+from headaudit.subjects import Subject, bundled_reference, load_subject
+
+__all__ = ["CHECKS", "ORDER", "original"]
+
+_COMPAT = "module:Head"
+_CLASSES, _EMB, _BATCH, _PATCHES = 3, 16, 4, 4
+_MODES = ("train", "eval", "eval-no-target")
+_RENAME_RATIO = 0.6  # keys this alike (difflib ratio), with the same leaf and shape, differ "only by name"
+
+
+@functools.cache
+def original() -> Subject:
+    """The original head.py (bundled reference), whose ``Head`` defines the interface."""
+    return load_subject(str(bundled_reference("head.py")), "original head.py")
+
+
+def _compat(ctx: Context) -> tuple[type, Any]:
+    """The subject's compatibility class and a head of it (dropout 0)."""
+    cls = ctx.from_module(_COMPAT)
+    if not isinstance(cls, type):
+        raise SubjectRaised(_COMPAT, TypeError(f"{_COMPAT} is a {type(cls).__name__}, not a class"))
+    torch.manual_seed(ctx.seed)
+    return cls, ctx.build_full(head_cls=cls, num_classes=_CLASSES, emb_dim=_EMB)
+
+
+def _original_head(sizes: tuple[int, int, int, int], seed: int) -> Any:
+    torch.manual_seed(seed)
+    return construct(original().head_cls, sizes, {"dropout_rate": 0.0}, NameMap()).head
+
+
+# --- compat.forward -------------------------------------------------------------------------
+
+
+def _describe(value: Any) -> str:
+    if isinstance(value, torch.Tensor):
+        return f"tensor{list(value.shape)} {str(value.dtype).replace('torch.', '')}"
+    if isinstance(value, Mapping):
+        return f"dict of {len(value)}"
+    return type(value).__name__
+
+
+def _signature(head: Any, mode: str, batch: tuple[torch.Tensor, ...]) -> tuple[str, ...]:
+    pool, img, labels = batch
+    head.train(mode == "train")
+    out = call_subject("forward", head, pool, img, labels=None if mode == "eval-no-target" else labels)
+    return tuple(_describe(v) for v in out) if isinstance(out, (tuple, list)) else (_describe(out),)
+
+
+@dataclass(frozen=True)
+class ModeReturns:
+    mode: str
+    original: tuple[str, ...]
+    subject: tuple[str, ...]
+
+    @property
+    def same(self) -> bool:
+        return self.original == self.subject
+
+
+@dataclass(frozen=True)
+class ForwardMeasurement:
+    original: str
+    compat_class: str
+    modes: tuple[ModeReturns, ...]
+
+
+def _measure_forward(ctx: Context) -> ForwardMeasurement:
+    cls, built = _compat(ctx)
+    reference = _original_head(built.sizes, ctx.seed)
+    gen = ctx.generator(0)
+    dim = built.sizes[3]
+    batch = (
+        torch.randn(_BATCH, _PATCHES, dim, generator=gen),
+        torch.randn(_BATCH, dim, generator=gen),
+        torch.arange(_BATCH) % _CLASSES,
+    )
+    modes = tuple(
+        ModeReturns(mode, _signature(reference, mode, batch), _signature(built.head, mode, batch)) for mode in _MODES
+    )
+    return ForwardMeasurement(original().display, cls.__name__, modes)
+
+
+def _judge_forward(m: ForwardMeasurement) -> Finding:
+    differ = [
+        Msg(
+            "compat.forward.mode",
+            {
+                "mode": Msg(f"report.engineering.mode.{r.mode}"),
+                "original": "(" + ", ".join(r.original) + ")",
+                "subject": "(" + ", ".join(r.subject) + ")",
+            },
+        )
+        for r in m.modes
+        if not r.same
+    ]
+    if differ:
+        return Finding("fail", Msg("compat.forward.fail", {"cls": m.compat_class, "modes": differ}))
+    returned = sorted({"(" + ", ".join(r.subject) + ")" for r in m.modes})
+    return Finding("pass", Msg("compat.forward.pass", {"cls": m.compat_class, "returns": returned}))
+
+
+# --- compat.constructor ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class KeywordTry:
+    keyword: str  # one keyword, "*together" (all of them) or "*sizes" (the four sizes by keyword)
+    outcome: str  # accepted | refused | ignored
+    detail: str | None = None  # the constructor's exception, or the value read back
+    value: Any = None
+
+
+@dataclass(frozen=True)
+class ConstructorMeasurement:
+    original: str
+    compat_class: str
+    keywords: tuple[str, ...]
+    tries: tuple[KeywordTry, ...]
+
+
+def _same(wanted: Any, got: Any) -> bool:
+    if isinstance(wanted, bool) or isinstance(got, bool):
+        return bool(wanted) == bool(got)
+    if isinstance(wanted, (int, float)) and isinstance(got, (int, float)):
+        return math.isclose(float(wanted), float(got), rel_tol=1e-6, abs_tol=1e-9)
+    return bool(wanted == got)
+
+
+def _try(ctx: Context, cls: type, label: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> KeywordTry:
+    torch.manual_seed(ctx.seed)
+    try:
+        head = call_subject(f"{cls.__name__}(...)", cls, *args, **kwargs)
+    except SubjectRaised as exc:  # refusing a keyword is the behaviour under test
+        return KeywordTry(label, "refused", exc.detail)
+    for key, wanted in kwargs.items():
+        readable, got = read_setting(head, key, ctx.subject.names)
+        if readable and not _same(wanted, got):
+            return KeywordTry(label, "ignored", f"{key}={got!r}", wanted)
+    return KeywordTry(label, "accepted", None, kwargs.get(label))
+
+
+def _measure_constructor(ctx: Context) -> ConstructorMeasurement:
+    cls, built = _compat(ctx)
+    params = inspect.signature(original().head_cls).parameters.values()
+    defaults = {p.name: p.default for p in params if p.default is not p.empty}
+    positional = [p.name for p in params if p.default is p.empty and p.kind is p.POSITIONAL_OR_KEYWORD]
+    sizes = built.sizes
+    tries = [_try(ctx, cls, k, sizes, {k: v}) for k, v in defaults.items()]
+    tries.append(_try(ctx, cls, "*together", sizes, dict(defaults)))
+    tries.append(_try(ctx, cls, "*sizes", (), dict(zip(positional, sizes, strict=False))))
+    return ConstructorMeasurement(original().display, cls.__name__, tuple(defaults), tuple(tries))
+
+
+def _label(keyword: str) -> str | Msg:
+    return Msg(f"compat.constructor.label.{keyword[1:]}") if keyword.startswith("*") else f"`{keyword}`"
+
+
+def _judge_constructor(m: ConstructorMeasurement) -> Finding:
+    bad = [t for t in m.tries if t.outcome != "accepted"]
+    if bad:
+        listing = [
+            Msg(f"compat.constructor.{t.outcome}", {"keyword": _label(t.keyword), "detail": t.detail or ""})
+            for t in bad
+        ]
+        single = [t.keyword for t in bad if not t.keyword.startswith("*")]
+        params = {"cls": m.compat_class, "bad": single or "-", "cases": listing}
+        return Finding("fail", Msg("compat.constructor.fail", params))
+    return Finding("pass", Msg("compat.constructor.pass", {"cls": m.compat_class, "count": len(m.keywords)}))
+
+
+# --- compat.manager-api ---------------------------------------------------------------------
+
+_MODULE_NAMES = frozenset(dir(nn.Module)) | {"training"}
+
+
+def _api(obj: Any) -> dict[str, str]:
+    """Public names of a module beyond ``nn.Module``'s own, with their kind."""
+    buffers = dict(getattr(obj, "_buffers", {}) or {})
+    out = {}
+    for name in dir(obj):
+        if name.startswith("_") or name in _MODULE_NAMES:
+            continue
+        value = getattr(obj, name, None)
+        if isinstance(value, nn.Parameter):
+            kind = "parameter"
+        elif name in buffers:
+            kind = "buffer"
+        elif isinstance(value, nn.Module):
+            kind = "module"
+        elif callable(value):
+            kind = "method"
+        else:
+            kind = "attribute"
+        out[name] = kind
+    return out
+
+
+@dataclass(frozen=True)
+class MissingName:
+    name: str
+    kind: str
+    renamed_to: str | None  # a new name of the same kind that differs only in spelling
+    used_by_hosts: tuple[str, ...]  # file:line of host uses
+
+
+@dataclass(frozen=True)
+class HostUse:
+    file: str
+    line: int
+    name: str
+    access: str
+    present: bool  # the new manager has it
+
+
+@dataclass(frozen=True)
+class ManagerApiMeasurement:
+    original: str
+    compat_class: str
+    original_api: tuple[str, ...]
+    missing: tuple[MissingName, ...]
+    hosts_scanned: tuple[str, ...]
+    host_uses: tuple[HostUse, ...]
+
+
+def _measure_manager(ctx: Context) -> ManagerApiMeasurement:
+    cls, built = _compat(ctx)
+    old = _api(_original_head(built.sizes, ctx.seed).proto_manager)
+    new = _api(ctx.get(built.head, "proto_manager"))
+    added = {n: k for n, k in new.items() if n not in old}
+    files = [ctx.hosts.host, ctx.hosts.wrapper]
+    uses = tuple(
+        HostUse(file.display, use.line, use.name, use.access, use.name in new)
+        for file in files
+        for use in attribute_uses(file.source, file.display)
+    )
+    missing = []
+    for name, kind in sorted(old.items()):
+        if name in new:
+            continue
+        same_kind = [n for n, k in added.items() if k == kind]
+        near = difflib.get_close_matches(name, same_kind, n=1, cutoff=0.8)
+        used = tuple(f"{u.file}:{u.line}" for u in uses if u.name == name)
+        missing.append(MissingName(name, kind, near[0] if near else None, used))
+    return ManagerApiMeasurement(
+        original().display,
+        cls.__name__,
+        tuple(f"{n} ({k})" for n, k in sorted(old.items())),
+        tuple(missing),
+        tuple(f.display for f in files),
+        uses,
+    )
+
+
+def _judge_manager(m: ManagerApiMeasurement) -> Finding:
+    broken = [f"{u.name} ({u.file}:{u.line})" for u in m.host_uses if not u.present]
+    uses = broken or "-"
+    if m.missing:
+        listing = [
+            Msg(
+                "compat.manager-api.renamed" if n.renamed_to else "compat.manager-api.missing_name",
+                {"name": n.name, "kind": Msg(f"compat.manager-api.kind.{n.kind}"), "renamed": n.renamed_to or ""},
+            )
+            for n in m.missing
+        ]
+        params = {"count": len(m.missing), "total": len(m.original_api), "names": listing, "uses": uses}
+        return Finding("fail", Msg("compat.manager-api.fail", params))
+    params = {"total": len(m.original_api), "scanned": len(m.hosts_scanned), "found": len(m.host_uses)}
+    return Finding("pass", Msg("compat.manager-api.pass", params))
+
+
+# --- compat.checkpoint ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CheckpointMeasurement:
+    original: str
+    compat_class: str
+    strict_load: str | None  # None: loaded; else what load_state_dict(strict=True) raised
+    checkpoint_keys: int
+    missing: tuple[str, ...]  # expected by the compat head, absent from the checkpoint
+    unexpected: tuple[str, ...]  # in the checkpoint, unknown to the compat head
+    renamed: tuple[tuple[str, str], ...]  # (checkpoint key, compat key): same shape and leaf
+    shape_mismatches: tuple[tuple[str, tuple[int, ...], tuple[int, ...]], ...]
+
+
+def _renames(
+    state: Mapping[str, torch.Tensor], mine: Mapping[str, torch.Tensor], missing: list[str], extra: list[str]
+) -> tuple[tuple[str, str], ...]:
+    """Pairs (checkpoint key, compat key) with the same leaf name and shape, closest names first."""
+    candidates = []
+    for old in extra:
+        leaf = old.rsplit(".", 1)[-1]
+        for new in missing:
+            if new.rsplit(".", 1)[-1] == leaf and tuple(mine[new].shape) == tuple(state[old].shape):
+                ratio = difflib.SequenceMatcher(None, old, new).ratio()
+                if ratio >= _RENAME_RATIO:
+                    candidates.append((-ratio, old, new))
+    pairs: list[tuple[str, str]] = []
+    for _, old, new in sorted(candidates):
+        if all(old != a and new != b for a, b in pairs):
+            pairs.append((old, new))
+    return tuple(sorted(pairs))
+
+
+def _measure_checkpoint(ctx: Context) -> CheckpointMeasurement:
+    cls, built = _compat(ctx)
+    state = _original_head(built.sizes, ctx.seed).state_dict()
+    mine = built.head.state_dict()
+    try:
+        call_subject("load_state_dict", built.head.load_state_dict, state, strict=True)
+        loaded = None
+    except SubjectRaised as exc:  # whether the checkpoint loads is the behaviour under test
+        loaded = exc.detail
+    missing = sorted(k for k in mine if k not in state)
+    extra = sorted(k for k in state if k not in mine)
+    mismatched = tuple(
+        (k, tuple(state[k].shape), tuple(mine[k].shape))
+        for k in sorted(set(state) & set(mine))
+        if tuple(state[k].shape) != tuple(mine[k].shape)
+    )
+    return CheckpointMeasurement(
+        original().display,
+        cls.__name__,
+        loaded,
+        len(state),
+        tuple(missing),
+        tuple(extra),
+        _renames(state, mine, missing, extra),
+        mismatched,
+    )
+
+
+def _judge_checkpoint(m: CheckpointMeasurement) -> Finding:
+    if m.strict_load is None and not (m.missing or m.unexpected or m.shape_mismatches):
+        return Finding("pass", Msg("compat.checkpoint.pass", {"cls": m.compat_class, "keys": m.checkpoint_keys}))
+    params = {
+        "cls": m.compat_class,
+        "missing": len(m.missing),
+        "unexpected": len(m.unexpected),
+        "renamed": [f"{a} -> {b}" for a, b in m.renamed] or "-",
+        "mismatched": len(m.shape_mismatches),
+        "detail": (m.strict_load or "").split(" ...")[0],
+    }
+    return Finding("fail", Msg("compat.checkpoint.fail", params))
+
+
+ORDER = 220
+
+CHECKS: tuple[Check[Any], ...] = (
+    Check(
+        id="compat.forward",
+        catalogue=2,
+        measure=_measure_forward,
+        judge=_judge_forward,
+        needs=(_COMPAT,),
+        severity="high",
+    ),
+    Check(
+        id="compat.constructor",
+        catalogue=2,
+        measure=_measure_constructor,
+        judge=_judge_constructor,
+        needs=(_COMPAT,),
+        severity="high",
+    ),
+    Check(
+        id="compat.manager-api",
+        catalogue=2,
+        measure=_measure_manager,
+        judge=_judge_manager,
+        needs=(_COMPAT, "proto_manager"),
+        severity="medium",
+    ),
+    Check(
+        id="compat.checkpoint",
+        catalogue=2,
+        measure=_measure_checkpoint,
+        judge=_judge_checkpoint,
+        needs=(_COMPAT,),
+        severity="high",
+    ),
+)
