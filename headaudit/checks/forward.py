@@ -1,0 +1,853 @@
+"""Component contracts of the head's forward path (CHECKS.md 3b).
+
+``forward.similarity``: ``forward_features``' similarities are the cosines of the
+projected sample (``proj`` of the global feature, averaged over its tokens when it is
+3-D) and each class embedding it returns, laid out ``(B, num_classes, max_prototypes)``;
+``compute_similarities`` ignores positive scalings of either input; the prototype rows
+are used by direction only.
+
+``forward.aggregation``: a class logit is ``temperature`` times the largest similarity
+over the class's valid slots, both on the similarities ``forward_features`` computes and
+on planted ones (invalid slots set to the largest possible cosine), which reach the
+forward through the head's own ``forward_features`` name.
+
+``forward.contract``: what ``forward`` returns in train and eval (arity, types, shapes,
+finiteness; a zero loss and an empty dict in eval even with labels; cross-entropy of the
+returned logits; the uncertainty-weighted total; the loss dict as the breakdown of the
+total); that the total's gradient is its derivative for every parameter (a refactor that
+detaches part of the graph returns the same values and trains less); that the parts
+BEHAVIOR.md makes trainable are parameters and the log sigmas start at 0; and the head's
+interface, recorded as evidence for a regression guard (:func:`interface`).
+
+Oracles are numpy (:mod:`headaudit.checks._oracles`), fed with the subject's tensors.
+Cost (2-core CPU, one thread): about 0.1-0.35 s per subject for each of the first two
+checks, 0.5 s for ``forward.contract`` (its central differences: a few hundred small
+forwards).
+"""
+
+from __future__ import annotations
+
+import inspect
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, NoReturn
+
+import numpy as np
+import torch
+from hypothesis import strategies as st
+from torch import nn
+
+from headaudit.adapters import LAYOUT_NEEDS, LOSS_CALL_NEEDS, Head, loss_terms
+from headaudit.build import accepts_keyword
+from headaudit.checks._common import Layout, dtype_name, tolerance
+from headaudit.checks._contracts import build_contract_head, contract_layouts, features, logits_of
+from headaudit.checks._oracles import arr, cross_entropy, perturb, unit
+from headaudit.context import Context, NameMissing, Refuted
+from headaudit.messages import Msg
+from headaudit.model import Finding
+from headaudit.names import split_key
+from headaudit.registry import Check
+from headaudit.sandbox import SubjectRaised, call_subject
+
+__all__ = ["CHECKS", "ORDER", "interface"]
+
+_ULPS = 256.0  # a cosine or logit recomputed in float64 from float32 tensors: a few hundred ulps
+
+
+def _forward_features(ctx: Context, head: Head, pool: torch.Tensor, img: torch.Tensor) -> Any:
+    with torch.no_grad():
+        return call_subject("forward_features", ctx.get(head, "forward_features"), pool, img)
+
+
+# --- forward.similarity --------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SimilarityViolation:
+    kind: str  # returns, shape, class-embeddings, oracle, range, scale-features, scale-embeddings, prototype-scale
+    layout: Layout
+    batch: int
+    global_tokens: int
+    difference: float | None = None
+    tolerance: float | None = None
+    at: tuple[int, ...] = ()
+    measured: float | None = None
+    oracle: float | None = None
+    shape: tuple[int, ...] = ()
+
+
+@dataclass(frozen=True)
+class SimilarityMeasurement:
+    counterexample: SimilarityViolation | None
+    cases: int
+    compared: int
+    largest_difference: float
+    largest_scaling_change: float
+    largest_prototype_scaling_change: float
+    tolerance: float
+    dtype: str
+
+
+_SCALES = (0.25, 3.0, 40.0)
+
+
+def _measure_similarity(ctx: Context) -> SimilarityMeasurement:
+    worst = {"diff": 0.0, "scale": 0.0, "proto": 0.0, "tol": 0.0, "compared": 0}
+    dtypes: set[str] = set()
+    cases = [0]
+
+    def prop(case: tuple[Layout, int, int, int, int]) -> None:
+        asked, batch, patches, tokens, salt = case
+        head, layout = build_contract_head(ctx, asked, salt, img_feat_dim=12)
+        cases[0] += 1
+        pool, img = features(ctx, salt, batch, patches, 12, tokens)
+        where: dict[str, Any] = {"layout": layout, "batch": batch, "global_tokens": tokens}
+        out = _forward_features(ctx, head, pool, img)
+        if not isinstance(out, (tuple, list)) or len(out) < 2:
+            raise Refuted(SimilarityViolation("returns", **where))
+        sims, class_emb = out[0], out[1]
+        rows = layout.rows
+        if tuple(sims.shape) != (batch, layout.num_classes, layout.max_prototypes):
+            raise Refuted(SimilarityViolation("shape", shape=tuple(sims.shape), **where))
+        with torch.no_grad():
+            sample = img if img.dim() == 2 else img.mean(dim=1)
+            projected = call_subject("proj", ctx.get(head, "proj"), sample)
+        emb = arr(class_emb)
+        fits = emb.ndim == 3 and emb.shape[0] in (1, batch) and emb.shape[1:] == (rows, projected.shape[-1])
+        if not fits:
+            raise Refuted(SimilarityViolation("class-embeddings", shape=tuple(class_emb.shape), **where))
+        emb = np.broadcast_to(emb, (batch, *emb.shape[1:]))
+        p = unit(arr(projected))
+        oracle = np.einsum("be,bpe->bp", p, unit(emb)).reshape(batch, layout.num_classes, layout.max_prototypes)
+        measured = arr(sims)
+        dtypes.add(dtype_name(sims.dtype))
+        tol = tolerance(sims.dtype, 1.0, _ULPS)
+        worst["tol"] = max(worst["tol"], tol)
+        diff = np.abs(measured - oracle)
+        worst["compared"] += diff.size
+        worst["diff"] = max(worst["diff"], float(diff.max()))
+        if not float(diff.max()) <= tol:
+            at = np.unravel_index(int(diff.argmax()), diff.shape)
+            low = float(measured.min()) < -1 - tol or float(measured.max()) > 1 + tol
+            raise Refuted(
+                SimilarityViolation(
+                    "range" if low else "oracle",
+                    difference=float(diff.max()),
+                    tolerance=tol,
+                    at=tuple(int(i) for i in at),
+                    measured=float(measured[at]),
+                    oracle=float(oracle[at]),
+                    **where,
+                )
+            )
+        # compute_similarities ignores positive scalings of the features or the embeddings it receives.
+        gen = ctx.generator(70_000 + salt)
+        pick = torch.randint(0, len(_SCALES), (batch, 1), generator=gen)
+        a = torch.tensor(_SCALES, dtype=projected.dtype)[pick]
+        b = torch.tensor(_SCALES, dtype=class_emb.dtype)[torch.randint(0, 3, (*class_emb.shape[:2], 1), generator=gen)]
+        compute = ctx.get(head, "compute_similarities")
+        with torch.no_grad():
+            plain = arr(call_subject("compute_similarities", compute, projected, class_emb))
+            for kind, args in (
+                ("scale-features", (projected * a, class_emb)),
+                ("scale-embeddings", (projected, class_emb * b)),
+            ):
+                scaled = arr(call_subject("compute_similarities", compute, *args))
+                change = float(np.abs(scaled - plain).max()) if scaled.shape == plain.shape else math.inf
+                worst["scale"] = max(worst["scale"], change)
+                if not change <= tol:
+                    raise Refuted(SimilarityViolation(kind, difference=change, tolerance=tol, **where))
+        # The prototype rows are used by direction only.
+        with torch.no_grad():
+            protos = ctx.get(head, "proto_manager.prototypes")
+            factors = 0.2 + 4.8 * torch.rand(protos.size(0), 1, generator=gen, dtype=torch.float64)
+            protos.mul_(factors.to(protos.dtype))
+        again = arr(logits_of(_forward_features(ctx, head, pool, img)))
+        change = float(np.abs(again - measured).max()) if again.shape == measured.shape else math.inf
+        worst["proto"] = max(worst["proto"], change)
+        if not change <= tol:
+            raise Refuted(SimilarityViolation("prototype-scale", difference=change, tolerance=tol, **where))
+
+    strategy = st.tuples(
+        contract_layouts(min_count=0), st.integers(1, 6), st.integers(1, 4), st.integers(0, 3), st.integers(0, 99)
+    )
+    explicit = [
+        (Layout(2, 2, (2, 1)), 2, 3, 0, 0),
+        (Layout(3, 3, (1, 3, 0)), 3, 2, 3, 1),
+    ]
+    found = ctx.search(strategy, prop, ci_examples=10, explicit=explicit)
+    return SimilarityMeasurement(
+        counterexample=found.error.detail if found else None,
+        cases=cases[0],
+        compared=int(worst["compared"]),
+        largest_difference=worst["diff"],
+        largest_scaling_change=worst["scale"],
+        largest_prototype_scaling_change=worst["proto"],
+        tolerance=worst["tol"],
+        dtype=", ".join(sorted(dtypes)),
+    )
+
+
+def _judge_similarity(m: SimilarityMeasurement) -> Finding:
+    bad = m.counterexample
+    if bad is not None:
+        params: dict[str, Any] = {
+            "layout": bad.layout.describe(),
+            "batch": bad.batch,
+            "tokens": bad.global_tokens or "-",
+            "difference": bad.difference if bad.difference is not None else math.nan,
+            "tolerance": bad.tolerance if bad.tolerance is not None else math.nan,
+            "at": list(bad.at) or "-",
+            "measured": bad.measured if bad.measured is not None else math.nan,
+            "oracle": bad.oracle if bad.oracle is not None else math.nan,
+            "shape": list(bad.shape) or "-",
+        }
+        return Finding("fail", Msg(f"forward.similarity.{bad.kind}", params))
+    if m.compared == 0:
+        return Finding("error", Msg("forward.similarity.none", {}))
+    return Finding(
+        "pass",
+        Msg(
+            "forward.similarity.pass",
+            {
+                "compared": m.compared,
+                "cases": m.cases,
+                "difference": m.largest_difference,
+                "scaling": max(m.largest_scaling_change, m.largest_prototype_scaling_change),
+                "tolerance": m.tolerance,
+            },
+        ),
+    )
+
+
+# --- forward.aggregation -------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class AggregationViolation:
+    kind: str  # "natural", "planted", "shape"
+    layout: Layout
+    batch: int
+    temperature: float
+    sample: int = 0
+    class_idx: int = 0
+    measured: float | None = None
+    oracle: float | None = None
+    max_valid: float | None = None
+    tolerance: float | None = None
+    planted: str = ""  # where the largest valid similarity was planted: first, last, middle
+    shape: tuple[int, ...] = ()
+
+
+@dataclass(frozen=True)
+class AggregationMeasurement:
+    counterexample: AggregationViolation | None
+    cases: int
+    planted_cases: int
+    not_through_forward_features: int
+    temperatures: tuple[float, ...]
+    largest_difference: float
+    tolerance: float
+
+
+_TEMPERATURES = (10.0, 3.5, 0.5, 27.0)
+
+
+def _plant(sims: torch.Tensor, layout: Layout, gen: torch.Generator, where: str) -> torch.Tensor:
+    """Valid slots in [-0.9, 0.9] with each class's largest one at ``where``; invalid slots at 1.0."""
+    planted = (torch.rand(sims.shape, generator=gen, dtype=torch.float64) * 1.6 - 0.8).to(sims.dtype)
+    for c, k in enumerate(layout.counts):
+        slot = {"first": 0, "last": k - 1, "middle": k // 2}[where]
+        planted[:, c, slot] = 0.9
+        planted[:, c, k:] = 1.0
+    return planted
+
+
+def _measure_aggregation(ctx: Context) -> AggregationMeasurement:
+    seen: dict[str, Any] = {"cases": 0, "planted": 0, "bypassed": 0, "diff": 0.0, "tol": 0.0}
+    temperatures: set[float] = set()
+    takes_temperature = accepts_keyword(ctx.subject.head_cls, "temperature") is not False
+
+    def check(kind: str, logits: Any, sims: torch.Tensor, layout: Layout, t: float, planted: str = "") -> None:
+        where: dict[str, Any] = {"layout": layout, "batch": sims.shape[0], "temperature": t, "planted": planted}
+        if not isinstance(logits, torch.Tensor) or tuple(logits.shape) != (sims.shape[0], layout.num_classes):
+            shape = tuple(logits.shape) if isinstance(logits, torch.Tensor) else ()
+            raise Refuted(AggregationViolation("shape", shape=shape, **where))
+        s = arr(sims)
+        best = np.stack([s[:, c, :k].max(axis=-1) for c, k in enumerate(layout.counts)], axis=1)
+        oracle = t * best
+        measured = arr(logits)
+        tol = tolerance(logits.dtype, abs(t), _ULPS)
+        diff = np.abs(measured - oracle)
+        seen["diff"], seen["tol"] = max(seen["diff"], float(diff.max())), max(seen["tol"], tol)
+        if not float(diff.max()) <= tol:
+            b, c = (int(i) for i in np.unravel_index(int(diff.argmax()), diff.shape))
+            raise Refuted(
+                AggregationViolation(
+                    kind,
+                    sample=b,
+                    class_idx=c,
+                    measured=float(measured[b, c]),
+                    oracle=float(oracle[b, c]),
+                    max_valid=float(best[b, c]),
+                    tolerance=tol,
+                    **where,
+                )
+            )
+
+    def prop(case: tuple[Layout, int, int, int, str]) -> None:
+        asked, batch, t_index, salt, where = case
+        settings: dict[str, Any] = {"temperature": _TEMPERATURES[t_index]} if takes_temperature else {}
+        head, layout = build_contract_head(ctx, asked, salt, **settings)
+        seen["cases"] += 1
+        t = float(ctx.get(head, "temperature"))
+        temperatures.add(round(t, 6))
+        pool, img = features(ctx, salt, batch, 3, 8)
+        sims = _forward_features(ctx, head, pool, img)[0]
+        with torch.no_grad():
+            logits = logits_of(call_subject("forward", head, pool, img))
+        check("natural", logits, sims, layout, t)
+        # Planted similarities reach the forward through the head's own forward_features.
+        planted = _plant(sims, layout, ctx.generator(60_000 + salt), where)
+        original = ctx.get(head, "forward_features")
+        name = ctx.subject.names.apply("forward_features")
+        used = [0]
+
+        def planting(*args: Any, **kwargs: Any) -> Any:
+            used[0] += 1
+            out = original(*args, **kwargs)
+            return (planted, *out[1:]) if isinstance(out, tuple) else planted
+
+        if "." not in name:  # a method of the head itself: the forward reaches it through the instance
+            setattr(head, name, planting)
+            try:
+                with torch.no_grad():
+                    logits = logits_of(call_subject("forward", head, pool, img))
+            finally:
+                delattr(head, name)
+        if not used[0]:
+            seen["bypassed"] += 1
+            return
+        seen["planted"] += 1
+        check("planted", logits, planted, layout, t, where)
+
+    strategy = st.tuples(
+        contract_layouts(),
+        st.integers(1, 6),
+        st.integers(0, len(_TEMPERATURES) - 1),
+        st.integers(0, 99),
+        st.sampled_from(["first", "last", "middle"]),
+    )
+    explicit = [
+        (Layout(3, 3, (3, 1, 2)), 2, 1, 0, "last"),
+        (Layout(2, 4, (2, 4)), 3, 2, 1, "first"),
+    ]
+    found = ctx.search(strategy, prop, ci_examples=10, explicit=explicit)
+    return AggregationMeasurement(
+        counterexample=found.error.detail if found else None,
+        cases=seen["cases"],
+        planted_cases=seen["planted"],
+        not_through_forward_features=seen["bypassed"],
+        temperatures=(min(temperatures), max(temperatures)) if temperatures else (),
+        largest_difference=seen["diff"],
+        tolerance=seen["tol"],
+    )
+
+
+def _judge_aggregation(m: AggregationMeasurement) -> Finding:
+    bad = m.counterexample
+    if bad is not None:
+        params: dict[str, Any] = {
+            "layout": bad.layout.describe(),
+            "sample": bad.sample,
+            "class_idx": bad.class_idx,
+            "measured": bad.measured if bad.measured is not None else math.nan,
+            "oracle": bad.oracle if bad.oracle is not None else math.nan,
+            "max_valid": bad.max_valid if bad.max_valid is not None else math.nan,
+            "temperature": bad.temperature,
+            "tolerance": bad.tolerance if bad.tolerance is not None else math.nan,
+            "planted": Msg(f"forward.aggregation.slot.{bad.planted}") if bad.planted else "-",
+            "shape": list(bad.shape) or "-",
+        }
+        return Finding("fail", Msg(f"forward.aggregation.{bad.kind}", params))
+    if m.planted_cases == 0:
+        return Finding("error", Msg("forward.aggregation.bypassed", {"cases": m.cases}))
+    return Finding(
+        "pass",
+        Msg(
+            "forward.aggregation.pass",
+            {
+                "cases": m.cases,
+                "planted": m.planted_cases,
+                "low": m.temperatures[0] if m.temperatures else math.nan,
+                "high": m.temperatures[-1] if m.temperatures else math.nan,
+                "difference": m.largest_difference,
+                "tolerance": m.tolerance,
+            },
+        ),
+    )
+
+
+# --- forward.contract ----------------------------------------------------------------
+
+
+def _default(value: Any) -> Any:
+    if value is inspect.Parameter.empty:
+        return None
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    return repr(value)
+
+
+def _structure(value: Any) -> Any:
+    """A value's type, shape and dtype as plain data (no values, no addresses)."""
+    if isinstance(value, torch.Tensor):
+        return {"tensor": list(value.shape), "dtype": dtype_name(value.dtype)}
+    if isinstance(value, Mapping):
+        return {"dict": {str(k): _structure(v) for k, v in sorted(value.items(), key=lambda kv: str(kv[0]))}}
+    if isinstance(value, (tuple, list)):
+        return {type(value).__name__: [_structure(v) for v in value]}
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return {"value": type(value).__name__}
+    return {"object": type(value).__name__}
+
+
+_IFACE: dict[str, Any] = {"num_classes": 3, "emb_dim": 8, "img_feat_dim": 8, "num_prototypes": 2, "max_prototypes": 3}
+_IFACE_BATCH, _IFACE_PATCHES = 4, 5
+
+
+def interface(ctx: Context) -> dict[str, Any]:
+    """The head's interface in a stable, JSON-friendly form, at a fixed small configuration.
+
+    Constructor signature with defaults, forward's return structure in eval and train
+    (with and without labels), ``forward_features``' return structure, the loss-dict keys,
+    and every parameter and buffer with its shape (buffers also with their dtype).
+    """
+    try:
+        signature = [
+            {"name": p.name, "kind": p.kind.name.lower(), "default": _default(p.default)}
+            for p in inspect.signature(ctx.subject.head_cls).parameters.values()
+        ]
+    except (TypeError, ValueError):
+        signature = []
+    torch.manual_seed(ctx.seed)
+    built = ctx.build_full(**_IFACE)
+    head = built.head
+    gen = torch.Generator().manual_seed(ctx.seed)
+    pool = torch.randn(_IFACE_BATCH, _IFACE_PATCHES, _IFACE["img_feat_dim"], generator=gen)
+    img = torch.randn(_IFACE_BATCH, _IFACE["img_feat_dim"], generator=gen)
+    labels = torch.arange(_IFACE_BATCH) % _IFACE["num_classes"]
+    returns: dict[str, Any] = {}
+    raw: Any = None
+    for mode, train, kwargs in (
+        ("eval", False, {}),
+        ("eval_labels", False, {"labels": labels}),
+        ("train", True, {}),
+        ("train_labels", True, {"labels": labels}),
+    ):
+        head.train(train)
+        try:
+            raw = call_subject("forward", head, pool, img, **kwargs)
+        except SubjectRaised as exc:  # how forward answers in each mode is the interface being recorded
+            raw, returns[mode] = None, {"raised": exc.detail}
+            continue
+        returns[mode] = _structure(raw)
+    head.eval()
+    try:
+        features_structure = _structure(_forward_features(ctx, head, pool, img))
+    except SubjectRaised as exc:
+        features_structure = {"raised": exc.detail}
+    config = {k: built.settings.get(k, v) for k, v in _IFACE.items() if k != "img_feat_dim"}
+    config.update(num_heads=built.sizes[2], img_feat_dim=built.sizes[3], batch=_IFACE_BATCH, patches=_IFACE_PATCHES)
+    return {
+        "constructor": signature,
+        "config": dict(sorted(config.items())),
+        "forward": returns,
+        "forward_features": features_structure,
+        "loss_keys": sorted(map(str, raw[2]))
+        if isinstance(raw, tuple) and len(raw) > 2 and isinstance(raw[2], Mapping)
+        else None,
+        "parameters": {n: list(p.shape) for n, p in sorted(head.named_parameters(), key=lambda kv: kv[0])},
+        "buffers": {
+            n: {"shape": list(b.shape), "dtype": dtype_name(b.dtype)}
+            for n, b in sorted(head.named_buffers(), key=lambda kv: kv[0])
+        },
+    }
+
+
+@dataclass(frozen=True)
+class ContractViolation:
+    kind: str
+    mode: str  # eval, eval_labels, train, train_labels
+    num_classes: int
+    batch: int
+    log_sigmas: tuple[float, float]
+    detail: str = ""
+    measured: float | None = None
+    expected: float | None = None
+    tolerance: float | None = None
+    ce: float | None = None
+    proto_loss: float | None = None
+
+
+@dataclass(frozen=True)
+class ContractMeasurement:
+    counterexample: ContractViolation | None
+    cases: int
+    arity: int | None
+    loss_dict: bool
+    largest_total_difference: float
+    largest_ce_difference: float
+    gradient: GradientRecord | None = None
+    interface: dict[str, Any] = field(default_factory=dict)
+
+
+_SIGMAS = ((0.3, -0.4), (-0.7, 0.5), (0.9, 0.1), (-0.2, -1.1))
+_CE, _TOTAL = "forward[ce_loss]", "forward[total_loss]"
+
+
+@dataclass(frozen=True)
+class GradientRecord:
+    """The training total's gradient against central differences of the total, per parameter.
+
+    For each parameter tensor, a seeded direction ``v`` of random signs: autograd's
+    ``<grad, v>`` against ``(L(p + h v) - L(p - h v)) / (2 h)`` at ``h`` and ``h / 2``.
+    The two differences agree where the total is smooth; their gap is the noise of the
+    measurement (rounding of a lower-precision stage, a kink crossed), and the tolerance
+    is ``1e-3`` of the larger of the two derivatives and of ``sum |grad * v|`` (autograd's
+    rounding scales with the terms it sums, and a derivative can be 0 by symmetry: a
+    softmax's bias along equal signs), plus ten times that gap. Small steps cross fewer kinks (a hinge
+    or a max at a tie), large ones see less rounding, and a kink can sit right at the
+    point: a parameter is wrong only when it disagrees at every step of ``steps`` and at
+    every one of ``points`` base points (the head re-perturbed). A cut graph disagrees
+    everywhere. Measured with float64 as the default dtype unless
+    the head cannot run so, then in its own dtype.
+    """
+
+    dtype: str
+    parameters: int
+    points: int
+    steps: tuple[float, ...]
+    largest_error_ratio: float  # largest |autograd - differences| / tolerance among the parameters that agreed
+    wrong: tuple[str, ...]  # parameters whose gradient is not the derivative of the total
+    examples: dict[str, tuple[float, float]]  # first wrong ones: name -> (autograd, differences)
+    fresh_log_sigmas: tuple[float, float]  # as constructed: BEHAVIOR.md has both start at 0
+    not_learnable: tuple[str, ...] = ()  # of the parts BEHAVIOR.md makes trainable parameters
+    float64_refused: str | None = None
+
+
+_GRAD_LAYOUT = Layout(3, 3, (2, 3, 1))
+_GRAD_LABELS = (0, 1, 2, 0, 1)
+_GRAD_STEPS = (1e-4, 1e-3, 1e-2)
+_GRAD_POINTS = 3
+#: Parts BEHAVIOR.md makes trainable: a refactor that turns one into a buffer or a constant stops training it.
+_LEARNABLE = ("temperature", "log_sigma_ce", "log_sigma_proto", "proto_manager.prototypes")
+
+
+def _gradient_in(ctx: Context, dtype: torch.dtype) -> GradientRecord:
+    previous = torch.get_default_dtype()
+    torch.set_default_dtype(dtype)
+    try:
+        head, _ = build_contract_head(ctx, _GRAD_LAYOUT, 777, perturbed=False, train=True)
+        fresh = (
+            float(ctx.get(head, "log_sigma_ce").detach().flatten()[0]),
+            float(ctx.get(head, "log_sigma_proto").detach().flatten()[0]),
+        )
+        frozen = tuple(
+            name
+            for name in _LEARNABLE
+            if not (isinstance(ctx.get(head, name), nn.Parameter) and ctx.get(head, name).requires_grad)
+        )
+        perturb(head, ctx.generator(777))
+        with torch.no_grad():
+            ctx.get(head, "log_sigma_ce").fill_(0.3)
+            ctx.get(head, "log_sigma_proto").fill_(-0.4)
+        pool, img = features(ctx, 777, len(_GRAD_LABELS), 3, 8)
+        pool, img = pool.to(dtype), img.to(dtype)
+        labels = torch.tensor(_GRAD_LABELS)
+
+        def total() -> torch.Tensor:
+            out = call_subject("forward", head, pool, img, labels=labels)
+            value = out[1] if isinstance(out, (tuple, list)) and len(out) > 1 else out
+            if not isinstance(value, torch.Tensor):
+                raise SubjectRaised("forward", TypeError(f"returned {type(value).__name__} as its total"))
+            return value.sum()
+
+        def differences(p: torch.Tensor, v: torch.Tensor, h: float) -> float:
+            with torch.no_grad():
+                saved = p.detach().clone()
+                p.add_(h * v)
+                plus = float(total())
+                p.copy_(saved - h * v)
+                minus = float(total())
+                p.copy_(saved)
+            return (plus - minus) / (2 * h)
+
+        params = sorted(head.named_parameters(), key=lambda kv: kv[0])
+        gen = ctx.generator(778)
+        directions = [(torch.randint(0, 2, p.shape, generator=gen) * 2 - 1).to(p.dtype) for _, p in params]
+        suspects = list(range(len(params)))
+        last: dict[int, tuple[float, float, float]] = {}  # index -> (ratio, autograd, differences) at its last point
+        for point in range(_GRAD_POINTS):
+            if point:  # another base point: kinks move away, a cut graph stays cut
+                perturb(head, ctx.generator(779 + point), scale=0.05)
+            base = total()
+            wanted = [params[i][1] for i in suspects]
+            grads = torch.autograd.grad(base, wanted, allow_unused=True) if base.requires_grad else [None] * len(wanted)
+            autograd, mass = {}, {}
+            for i, g in zip(suspects, grads, strict=True):
+                terms = g.double() * directions[i].double() if g is not None else torch.zeros(1, dtype=torch.float64)
+                autograd[i], mass[i] = float(terms.sum()), float(terms.abs().sum())
+            for step in _GRAD_STEPS:  # small steps cross fewer kinks, large ones see less rounding
+                for index in suspects:
+                    p, v = params[index][1], directions[index]
+                    coarse, fine = differences(p, v, step), differences(p, v, step / 2)
+                    # rounding in a sum of terms scales with their absolute sum (a derivative can be 0 by symmetry)
+                    scale = max(abs(fine), abs(autograd[index]), mass[index])
+                    tol = 1e-3 * scale + 10 * abs(coarse - fine) + 1e-12
+                    last[index] = (abs(autograd[index] - fine) / tol, autograd[index], fine)
+                suspects = [i for i in suspects if last[i][0] > 1]
+                if not suspects:
+                    break
+            if not suspects:
+                break
+        wrong = tuple(params[i][0] for i in suspects)
+        examples = {params[i][0]: last[i][1:] for i in suspects[:3]}
+        largest = max((r for i, (r, _, _) in last.items() if i not in suspects), default=0.0)
+        return GradientRecord(
+            dtype_name(base.dtype), len(params), _GRAD_POINTS, _GRAD_STEPS, largest, wrong, examples, fresh, frozen
+        )
+    finally:
+        torch.set_default_dtype(previous)
+
+
+def _gradient(ctx: Context) -> GradientRecord:
+    try:
+        return _gradient_in(ctx, torch.float64)
+    except SubjectRaised as exc:  # a head that cannot run in float64 is measured in its own dtype
+        record = _gradient_in(ctx, torch.get_default_dtype())
+        return GradientRecord(**{**record.__dict__, "float64_refused": exc.detail})
+
+
+def _dict_key(ctx: Context, name: str) -> str:
+    """The subject's key for a declared ``forward[key]`` name (n/a when a loss dict lacks it)."""
+    if not ctx.has(name):
+        raise NameMissing(name, ctx.subject.names.apply(name), None)
+    key = split_key(ctx.subject.names.apply(name))
+    assert key is not None
+    return key[1]
+
+
+def _measure_contract(ctx: Context) -> ContractMeasurement:
+    seen: dict[str, Any] = {"cases": 0, "arity": None, "dict": False, "total": 0.0, "ce": 0.0}
+
+    def prop(case: tuple[Layout, Sequence[int], int, int]) -> None:
+        asked, label_codes, sigma_index, salt = case
+        head, layout = build_contract_head(ctx, asked, salt)
+        seen["cases"] += 1
+        s_ce, s_p = _SIGMAS[sigma_index]
+        with torch.no_grad():
+            ctx.get(head, "log_sigma_ce").fill_(s_ce)
+            ctx.get(head, "log_sigma_proto").fill_(s_p)
+        batch = len(label_codes)
+        labels = torch.tensor([c % layout.num_classes for c in label_codes], dtype=torch.long)
+        pool, img = features(ctx, salt, batch, 3, 8)
+        base: dict[str, Any] = {"num_classes": layout.num_classes, "batch": batch, "log_sigmas": (s_ce, s_p)}
+
+        def fail(kind: str, mode: str, **extra: Any) -> NoReturn:
+            raise Refuted(ContractViolation(kind, mode, **base, **extra))
+
+        outs: dict[str, Any] = {}
+        for mode, train, kwargs in (
+            ("eval", False, {}),
+            ("eval_labels", False, {"labels": labels}),
+            ("train_labels", True, {"labels": labels}),
+            ("train", True, {}),
+        ):
+            head.train(train)
+            outs[mode] = call_subject("forward", head, pool, img, **kwargs)
+        arities = {m: len(o) if isinstance(o, (tuple, list)) else 0 for m, o in outs.items()}
+        for mode, n in arities.items():
+            if n < 2:
+                fail("arity", mode, detail=type(outs[mode]).__name__, measured=n)
+        if len(set(arities.values())) > 1:
+            fail("arity-differs", "train_labels", detail=", ".join(f"{m}: {n}" for m, n in arities.items()))
+        seen["arity"] = arities["eval"]
+        logits = outs["eval"][0]
+        for mode, out in outs.items():
+            lg = out[0]
+            if not isinstance(lg, torch.Tensor) or tuple(lg.shape) != (batch, layout.num_classes):
+                fail("logits-shape", mode, detail=repr(list(lg.shape)) if isinstance(lg, torch.Tensor) else "-")
+            if not lg.is_floating_point() or not bool(torch.isfinite(lg).all()):
+                fail("logits-finite", mode, detail=dtype_name(lg.dtype))
+            change = float((lg.detach().double() - logits.detach().double()).abs().max())
+            tol = tolerance(lg.dtype, float(logits.detach().abs().max()), _ULPS)
+            if not change <= tol:
+                fail("logits-differ", mode, measured=change, tolerance=tol)
+        for mode in ("eval", "eval_labels", "train"):
+            loss = outs[mode][1]
+            if not isinstance(loss, torch.Tensor) or loss.numel() != 1:
+                fail(
+                    "loss-type",
+                    mode,
+                    detail=type(loss).__name__ if not isinstance(loss, torch.Tensor) else repr(list(loss.shape)),
+                )
+            if float(loss.detach()) != 0.0:
+                fail("nonzero-loss", mode, measured=float(loss.detach()))
+            if arities[mode] >= 3 and (not isinstance(outs[mode][2], Mapping) or len(outs[mode][2]) != 0):
+                third = outs[mode][2]
+                detail = ", ".join(map(str, third)) if isinstance(third, Mapping) else type(third).__name__
+                fail("nonempty-dict", mode, detail=detail)
+        # Training with labels: cross-entropy, the uncertainty-weighted total, the loss dict.
+        out = outs["train_labels"]
+        total = out[1]
+        if not isinstance(total, torch.Tensor) or total.numel() != 1 or not bool(torch.isfinite(total).all()):
+            fail("total-type", "train_labels", detail=type(total).__name__)
+        if not total.requires_grad:
+            fail("total-detached", "train_labels")
+        train_logits = arr(out[0])
+        ce = cross_entropy(train_logits, labels.tolist())
+        head.train(True)
+        sims = _forward_features(ctx, head, pool, img)[0]
+        terms = loss_terms(ctx, head, ctx.get(head, "proto_manager.prototypes"), sims, labels)
+        proto = float(ctx.key(terms, "proto_loss_fn[proto_loss]"))
+        expected = math.exp(-s_ce) * ce + s_ce + math.exp(-s_p) * proto + s_p
+        measured = float(total.detach())
+        tol = tolerance(total.dtype, max(abs(expected), float(np.abs(train_logits).max())), _ULPS)
+        seen["total"] = max(seen["total"], abs(measured - expected))
+        if not abs(measured - expected) <= tol:
+            fail("total", "train_labels", measured=measured, expected=expected, tolerance=tol, ce=ce, proto_loss=proto)
+        if arities["train_labels"] >= 3:
+            seen["dict"] = True
+            breakdown = out[2]
+            if not isinstance(breakdown, Mapping):
+                fail("dict-type", "train_labels", detail=type(breakdown).__name__)
+            ce_key, total_key = _dict_key(ctx, _CE), _dict_key(ctx, _TOTAL)
+            missing = [k for k in (ce_key, total_key, *terms) if k not in breakdown]
+            if missing:
+                fail("dict-keys", "train_labels", detail=", ".join(missing))
+            checks = [(ce_key, ce), (total_key, measured)] + [(k, float(v)) for k, v in terms.items()]
+            for key, value in checks:
+                got = float(breakdown[key].detach()) if isinstance(breakdown[key], torch.Tensor) else math.nan
+                tol = tolerance(total.dtype, max(abs(value), float(np.abs(train_logits).max())), _ULPS)
+                if key == ce_key:
+                    seen["ce"] = max(seen["ce"], abs(got - value))
+                if not abs(got - value) <= tol:
+                    fail("dict-value", "train_labels", detail=key, measured=got, expected=value, tolerance=tol)
+
+    strategy = st.tuples(
+        contract_layouts(max_classes=4, max_per_class=3),
+        st.lists(st.integers(0, 7), min_size=1, max_size=8),
+        st.integers(0, len(_SIGMAS) - 1),
+        st.integers(0, 99),
+    )
+    explicit = [(Layout(3, 3, (2, 3, 1)), (0, 1, 2, 0), 0, 0), (Layout(2, 2, (1, 2)), (1, 1, 0), 1, 1)]
+    found = ctx.search(strategy, prop, ci_examples=6, explicit=explicit)
+    return ContractMeasurement(
+        counterexample=found.error.detail if found else None,
+        cases=seen["cases"],
+        arity=seen["arity"],
+        loss_dict=seen["dict"],
+        largest_total_difference=seen["total"],
+        largest_ce_difference=seen["ce"],
+        gradient=None if found else _gradient(ctx),
+        interface=interface(ctx),
+    )
+
+
+def _judge_contract(m: ContractMeasurement) -> Finding:
+    bad = m.counterexample
+    if bad is not None:
+        params: dict[str, Any] = {
+            "mode": Msg(f"forward.contract.mode.{bad.mode}"),
+            "detail": bad.detail or "-",
+            "measured": bad.measured if bad.measured is not None else math.nan,
+            "expected": bad.expected if bad.expected is not None else math.nan,
+            "tolerance": bad.tolerance if bad.tolerance is not None else math.nan,
+            "s_ce": bad.log_sigmas[0],
+            "s_proto": bad.log_sigmas[1],
+            "classes": bad.num_classes,
+            "batch": bad.batch,
+            "ce": bad.ce if bad.ce is not None else math.nan,
+            "proto": bad.proto_loss if bad.proto_loss is not None else math.nan,
+        }
+        return Finding("fail", Msg(f"forward.contract.{bad.kind}", params))
+    if m.cases == 0 or m.gradient is None:
+        return Finding("error", Msg("forward.contract.none", {}))
+    g = m.gradient
+    if g.not_learnable:
+        return Finding("fail", Msg("forward.contract.not-learnable", {"names": list(g.not_learnable)}))
+    if g.fresh_log_sigmas != (0.0, 0.0):
+        params = {"s_ce": g.fresh_log_sigmas[0], "s_proto": g.fresh_log_sigmas[1]}
+        return Finding("fail", Msg("forward.contract.fresh-sigmas", params))
+    if g.wrong:
+        name, (autograd, numeric) = next(iter(g.examples.items()), (g.wrong[0], (math.nan, math.nan)))
+        params = {
+            "count": len(g.wrong),
+            "total": g.parameters,
+            "names": list(g.wrong[:8]),
+            "name": name,
+            "autograd": autograd,
+            "numeric": numeric,
+            "dtype": g.dtype,
+        }
+        return Finding("fail", Msg("forward.contract.gradient", params))
+    key = "pass_dict" if m.loss_dict else "pass"
+    params = {
+        "arity": m.arity,
+        "cases": m.cases,
+        "difference": m.largest_total_difference,
+        "parameters": g.parameters,
+        "error": g.largest_error_ratio,
+        "dtype": g.dtype,
+    }
+    return Finding("pass", Msg(f"forward.contract.{key}", params))
+
+
+ORDER = 340
+
+CHECKS: tuple[Check[Any], ...] = (
+    Check(
+        id="forward.similarity",
+        catalogue=3,
+        measure=_measure_similarity,
+        judge=_judge_similarity,
+        needs=("proj", "forward_features", "compute_similarities", "proto_manager.prototypes", *LAYOUT_NEEDS),
+        severity="high",
+        search=True,
+        group="contracts",
+    ),
+    Check(
+        id="forward.aggregation",
+        catalogue=3,
+        measure=_measure_aggregation,
+        judge=_judge_aggregation,
+        needs=("forward_features", "temperature", *LAYOUT_NEEDS),
+        settings=("?temperature",),
+        severity="high",
+        search=True,
+        group="contracts",
+    ),
+    Check(
+        id="forward.contract",
+        catalogue=3,
+        measure=_measure_contract,
+        judge=_judge_contract,
+        needs=(
+            "forward_features",
+            "temperature",
+            "log_sigma_ce",
+            "log_sigma_proto",
+            "proto_manager.prototypes",
+            *LOSS_CALL_NEEDS,
+            "proto_loss_fn[proto_loss]",
+            f"?{_CE}",
+            f"?{_TOTAL}",
+        ),
+        settings=("dropout_rate",),
+        severity="high",
+        search=True,
+        group="contracts",
+    ),
+)
