@@ -16,7 +16,8 @@ Modules: :mod:`~headaudit.bench.step` (inputs and step closures),
 :mod:`~headaudit.bench.limit`, :mod:`~headaudit.bench.fit`,
 :mod:`~headaudit.bench.results` (frozen records, JSON; no torch),
 :mod:`~headaudit.bench.grid` (no torch), :mod:`~headaudit.bench.run`,
-:mod:`~headaudit.bench.plots` (matplotlib, optional).
+:mod:`~headaudit.bench.plots` (matplotlib, optional), :mod:`~headaudit.bench.recorded`
+(results saved under ``benchmarks/results/``, read for the report; no torch).
 
 Names that need torch are imported on first use, so ``headaudit.bench.results`` and
 ``headaudit.bench.grid`` load without it.

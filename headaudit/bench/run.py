@@ -16,6 +16,11 @@ restored afterwards. On CUDA, samples are CUDA-event timings of ``cuda_number`` 
 A subject that raises does not stop the run: the stage and the message go to
 :attr:`BenchResult.errors` and the subject is left out of the later stages (a failing
 op-count series or dynamo run is recorded in its own record instead).
+
+``stages`` runs a subset (:data:`STAGES`): a ``perf.*`` check measures only what it
+judges. A stage left out leaves its fields empty (``limit`` ``None`` without an error,
+no ``times``, ``counts`` or ``distances``, empty ``scaling``, ``graph_breaks`` or
+``host_syncs``); the distances need both ``"limit"`` and ``"times"``.
 """
 
 from __future__ import annotations
@@ -23,8 +28,8 @@ from __future__ import annotations
 import contextlib
 import platform
 import time
-from collections.abc import Callable, Mapping
-from typing import Any
+from collections.abc import Callable, Collection, Mapping
+from typing import Any, Literal
 
 import torch
 
@@ -49,9 +54,13 @@ from headaudit.bench.step import HeadFactory, LossFn, build_head, default_loss, 
 from headaudit.bench.timers import CudaEventTimer, Timer, cpu_timer, interleaved, intra_op_threads, ratio, summarize
 from headaudit.errors import ConfigError
 
-__all__ = ["describe_device", "resolve_device", "run_bench"]
+__all__ = ["STAGES", "Stage", "describe_device", "resolve_device", "run_bench"]
 
 Progress = Callable[[str], None]
+
+#: The stages of a run, in the order they run (see the module docstring).
+Stage = Literal["limit", "times", "scaling", "graph_breaks", "host_syncs"]
+STAGES: tuple[Stage, ...] = ("limit", "times", "scaling", "graph_breaks", "host_syncs")
 
 
 def resolve_device(device: str | torch.device) -> torch.device:
@@ -124,6 +133,7 @@ def run_bench(
     config: BenchConfig | None = None,
     loss_fn: LossFn | Mapping[str, LossFn] = default_loss,
     progress: Progress | None = None,
+    stages: Collection[Stage] = STAGES,
 ) -> BenchResult:
     """Measure every subject for the Performance section and return the result.
 
@@ -133,14 +143,18 @@ def run_bench(
     :meth:`BenchConfig.quick` (default, under a minute on a 2-core CPU for two heads) or
     :meth:`BenchConfig.full` (the whole grid); ``config`` overrides both. ``loss_fn``
     reads the loss from a forward's return, one for all or one per subject.
-    ``progress`` receives a line per stage (e.g. for a CLI's stderr).
+    ``progress`` receives a line per stage (e.g. for a CLI's stderr). ``stages`` picks
+    which of :data:`STAGES` run (all by default).
 
-    Raises :class:`headaudit.errors.ConfigError` for an unknown reference or an
-    unavailable device; a subject's own exceptions are recorded, never raised.
+    Raises :class:`headaudit.errors.ConfigError` for an unknown reference, an unknown
+    stage or an unavailable device; a subject's own exceptions are recorded, never raised.
     """
     started = time.perf_counter()
     if reference not in subjects:
         raise ConfigError(f"reference {reference!r} is not among the subjects {list(subjects)!r}")
+    unknown = sorted(set(stages) - set(STAGES))
+    if unknown:
+        raise ConfigError(f"unknown bench stages {unknown!r}; choose from {list(STAGES)!r}")
     dev = resolve_device(device)
     cfg = config if config is not None else (BenchConfig.quick() if quick else BenchConfig.full())
     losses: dict[str, LossFn] = (
@@ -158,12 +172,17 @@ def run_bench(
     with threads as n_threads:
         if cuda:
             run.timer, run.number = CudaEventTimer(dev), cfg.cuda_number
-        run.measure_limit()
-        for point in cfg.points:
-            run.time_point(point)
-        run.op_scaling()
-        run.graph_breaks()
-        run.host_syncs()
+        if "limit" in stages:
+            run.measure_limit()
+        if "times" in stages:
+            for point in cfg.points:
+                run.time_point(point)
+        if "scaling" in stages:
+            run.op_scaling()
+        if "graph_breaks" in stages:
+            run.graph_breaks()
+        if "host_syncs" in stages:
+            run.host_syncs()
     distances = run.distances()
     return BenchResult(
         schema_version=SCHEMA_VERSION,
