@@ -11,9 +11,10 @@ TORCH  := torch==2.13.0
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 
+# The plots extra (matplotlib) makes the chart tests run for real; its absence is simulated there.
 install: $(BIN)/python
 	$(BIN)/python -m pip install -q $(TORCH)
-	$(BIN)/python -m pip install -q -e '.[test,lint]'
+	$(BIN)/python -m pip install -q -e '.[test,lint,plots]'
 
 report: install
 	$(BIN)/headaudit report > REPORT.md

@@ -1,4 +1,4 @@
-"""Command line: ``headaudit report`` and ``headaudit list``. It only wires the parts.
+"""Command line: ``headaudit report``, ``headaudit bench`` and ``headaudit list``. It only wires the parts.
 
 Exit codes: 0 when the report was written and no check errored; 1 when some check could
 not run (``error`` verdicts; the report is still written); 2 for bad input (missing file,
@@ -9,11 +9,12 @@ stderr and no traceback unless ``--debug``.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import sys
 import tempfile
 import tomllib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
@@ -21,7 +22,10 @@ from headaudit import __version__
 from headaudit.errors import ConfigError, HeadAuditError
 
 if TYPE_CHECKING:
+    from headaudit.bench.results import BenchResult
+    from headaudit.model import Report
     from headaudit.registry import Check
+    from headaudit.subjects import Subject
 
 __all__ = ["main"]
 
@@ -32,6 +36,12 @@ subjects:
   MODULE[:CLASS]  an importable module (pkg.heads:Head)
   A file is loaded with its own folder importable (and as part of its package when the
   folder has __init__.py), so sibling and relative imports work.
+
+host:
+  --host PATH[:CLASS]  the code that calls the head (default: bundled models_mae.py as quoted
+                  in the original report); CLASS defaults to the class that calls self.head(...).
+                  Loaded like a head file. Its constructor is never run; a host whose imports
+                  are missing here (timm, your packages) is still scanned statically.
 
 name maps:
   --map CANONICAL=THEIRS tells the audit what your copy calls a part, e.g.
@@ -87,7 +97,7 @@ def _parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"headaudit {__version__}")
-    sub = parser.add_subparsers(dest="command", metavar="{report,list}", parser_class=_Parser)
+    sub = parser.add_subparsers(dest="command", metavar="{report,bench,list}", parser_class=_Parser)
 
     report = sub.add_parser(
         "report",
@@ -97,6 +107,9 @@ def _parser() -> argparse.ArgumentParser:
     )
     report.add_argument("--baseline", metavar="SUBJECT", help="the original head (default: bundled head.py)")
     report.add_argument("--candidate", metavar="SUBJECT", help="the revised head (default: bundled head_optimal.py)")
+    report.add_argument(
+        "--host", metavar="PATH[:CLASS]", help="the host that calls the head (default: bundled models_mae.py)"
+    )
     report.add_argument("--lang", choices=("en", "zh"), default="en")
     report.add_argument("--format", choices=("md", "json"), default="md")
     report.add_argument("--seed", type=_seed, default=0, help="seed for torch and Hypothesis (default 0)")
@@ -108,12 +121,48 @@ def _parser() -> argparse.ArgumentParser:
         "--timeout", type=_timeout, default=None, metavar="SECONDS", help="time budget per check and subject (120)"
     )
     report.add_argument("--no-bench", action="store_true", help="skip the performance section")
+    report.add_argument("--plots", metavar="DIR", help=_PLOTS_HELP)
+    report.add_argument(
+        "--sarif", metavar="FILE", help="also write the located findings as SARIF 2.1.0 to FILE (code scanning)"
+    )
     report.add_argument("--debug", action="store_true", help="show tracebacks")
+
+    bench = sub.add_parser(
+        "bench",
+        help="run only the performance part and print its section to stdout",
+        epilog=_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    bench.add_argument("--baseline", metavar="SUBJECT", help="the original head (default: bundled head.py)")
+    bench.add_argument("--candidate", metavar="SUBJECT", help="the revised head (default: bundled head_optimal.py)")
+    bench.add_argument("--lang", choices=("en", "zh"), default="en")
+    bench.add_argument("--seed", type=_seed, default=0, help="seed of the inputs and the heads (default 0)")
+    bench.add_argument(
+        "--map", action="append", default=[], metavar="CANONICAL=THEIRS", help="name a renamed part (repeatable)"
+    )
+    bench.add_argument(
+        "--timeout",
+        type=_timeout,
+        default=None,
+        metavar="SECONDS",
+        help="time budget per check and subject (120); the one bench run gets it for every check and subject",
+    )
+    bench.add_argument("--full", action="store_true", help="the whole grid (minutes) instead of the quick one")
+    bench.add_argument("--device", choices=("cpu", "cuda"), default="cpu", help="where to time (default cpu)")
+    bench.add_argument("--json", metavar="FILE", help="also write the run as bench JSON (headaudit.bench.results)")
+    bench.add_argument("--plots", metavar="DIR", help=_PLOTS_HELP)
+    bench.add_argument("--debug", action="store_true", help="show tracebacks")
 
     listing = sub.add_parser("list", help="print the check catalogue")
     listing.add_argument("--lang", choices=("en", "zh"), default="en")
     listing.add_argument("--debug", action="store_true", help=argparse.SUPPRESS)
     return parser
+
+
+_PLOTS_HELP = (
+    "write PNG charts of the performance section into DIR and link them from the Markdown (relative to the "
+    "working directory); needs matplotlib (the 'plots' extra), without it the tables alone"
+)
 
 
 def _select(only: str | None) -> list[Check[Any]]:
@@ -171,40 +220,176 @@ def _keep_hypothesis_files_out_of_cwd() -> None:
     set_hypothesis_home_dir(Path(tempfile.gettempdir()) / "headaudit-hypothesis")
 
 
-def _cmd_report(args: argparse.Namespace) -> int:
+def _sarif_target(given: str | None) -> Path | None:
+    """The ``--sarif`` file, checked before the audit runs (its folder must exist)."""
+    if given is None:
+        return None
+    path = Path(given)
+    if path.is_dir() or not path.parent.is_dir():
+        raise ConfigError(f"--sarif {given!r} is not a file in an existing folder; name a file such as audit.sarif")
+    return path
+
+
+def _load_subjects(args: argparse.Namespace) -> tuple[dict[str, Subject], list[str], list[str], float]:
+    """``--baseline``/``--candidate`` (default: the bundled references) loaded with the name
+    maps and time budget, for ``report`` and ``bench`` alike.
+
+    Returns the subjects by role, the role options and the map/timeout options (for the
+    reproduce commands), and the time budget per check and subject.
+    """
     from headaudit.names import NameMap, parse_map
-    from headaudit.profiles import active_profile
-    from headaudit.render.json import render_json
-    from headaudit.render.markdown import render_markdown
-    from headaudit.runner import DEFAULT_TIMEOUT, run_audit
+    from headaudit.runner import DEFAULT_TIMEOUT
     from headaudit.subjects import default_specs, load_subject
 
-    checks = _select(args.only)
-    profile = active_profile()
     maps = NameMap((*_project_maps(Path.cwd()), *parse_map(args.map)))
     timeout = args.timeout if args.timeout is not None else DEFAULT_TIMEOUT
     _keep_hypothesis_files_out_of_cwd()
     specs = default_specs()
-    reproduce: list[str] = []
+    chosen: list[str] = []
     for role in ("baseline", "candidate"):
         given = getattr(args, role)
         if given:
             specs[role] = given
-            reproduce += [f"--{role}", given]
+            chosen += [f"--{role}", given]
+    options: list[str] = []
     for item in maps.as_args():
-        reproduce += ["--map", item]
+        options += ["--map", item]
     if args.timeout is not None:
-        reproduce += ["--timeout", f"{args.timeout:g}"]
+        options += ["--timeout", f"{args.timeout:g}"]
     subjects = {
         role: load_subject(specs[role], role, names=maps, timeout=timeout) for role in ("baseline", "candidate")
     }
+    return subjects, chosen, options, timeout
+
+
+def _plots_dir(given: str | None) -> Path | None:
+    """The ``--plots`` folder, checked before anything runs (it may not exist yet)."""
+    if given is None:
+        return None
+    path = Path(given)
+    if path.exists() and not path.is_dir():
+        raise ConfigError(f"--plots {given!r} is a file; name a folder for the PNG charts (it is created if needed)")
+    return path
+
+
+def _with_performance(
+    report: Report, subjects: dict[str, Subject], plots: Path | None, measured: BenchResult | None = None
+) -> Report:
+    """``report`` with ``extra["performance"]``: charts written into ``plots`` (from the one
+    run ``measured``, or assembled from the report's perf evidence), or the note that
+    matplotlib is missing, and the recorded results found now."""
+    from headaudit.bench import plots as charts
+    from headaudit.perfrun import chart_result, section_extra
+
+    written: list[Path] = []
+    unavailable = False
+    if plots is not None:
+        if charts.plots_available():
+            data = measured if measured is not None else chart_result(report, subjects)
+            written = charts.write_plots(data, plots) if data is not None else []
+        else:
+            unavailable = True
+    extra = section_extra(written, charts_unavailable=unavailable, one_run=measured is not None)
+    return dataclasses.replace(report, extra={**report.extra, "performance": extra})
+
+
+def _cmd_report(args: argparse.Namespace) -> int:
+    from headaudit.hosts import load_hosts
+    from headaudit.profiles import active_profile
+    from headaudit.render.json import render_json
+    from headaudit.render.markdown import render_markdown
+    from headaudit.runner import run_audit
+
+    checks = _select(args.only)
+    if args.no_bench:  # timings are never byte-identical; everything else is, per seed
+        checks = [c for c in checks if c.group != "performance"]
+        if not checks:
+            raise ConfigError("--no-bench leaves none of the checks named by --only; drop one of the two")
+    sarif = _sarif_target(args.sarif)
+    plots = _plots_dir(args.plots)
+    profile = active_profile()
+    subjects, chosen, options, timeout = _load_subjects(args)
+    reproduce = [*chosen, *(["--host", args.host] if args.host else []), *options]
+    hosts = load_hosts(args.host, timeout=timeout)
     progress = (lambda msg: print(f"headaudit: {msg}", file=sys.stderr)) if sys.stderr.isatty() else None
     report = run_audit(
-        subjects, checks, seed=args.seed, profile=profile, timeout=timeout, args=reproduce, progress=progress
+        subjects,
+        checks,
+        seed=args.seed,
+        profile=profile,
+        timeout=timeout,
+        args=reproduce,
+        progress=progress,
+        hosts=hosts,
     )
+    if any(c.group == "performance" for c in checks):
+        report = _with_performance(report, subjects, plots)
     text = render_json(report) if args.format == "json" else render_markdown(report, args.lang)
     sys.stdout.write(text)
     sys.stdout.flush()
+    if sarif is not None:
+        from headaudit.render.sarif import render_sarif
+
+        try:
+            sarif.write_text(render_sarif(report, args.lang), encoding="utf-8")
+        except OSError as exc:
+            raise ConfigError(f"cannot write --sarif {str(sarif)!r}: {exc.strerror or exc}") from None
+    return 1 if any(r.verdict == "error" for r in report.results) else 0
+
+
+def _bench_progress() -> Callable[[str], None] | None:
+    """Progress lines for a terminal, written to a copy of stderr (the run itself is captured)."""
+    if not sys.stderr.isatty():
+        return None
+    stream = os.fdopen(os.dup(sys.stderr.fileno()), "w", buffering=1)
+    return lambda line: print(f"headaudit: {line}", file=stream, flush=True)
+
+
+def _cmd_bench(args: argparse.Namespace) -> int:
+    """Only the Performance part: one bench run of head.py and both subjects, the section
+    rendered from the perf checks' results on it, and the run as bench JSON."""
+    from headaudit.bench.grid import BenchConfig
+    from headaudit.bench.run import resolve_device
+    from headaudit.perfrun import perf_checks, run_shared, shared_checks
+    from headaudit.profiles import active_profile
+    from headaudit.render.performance import render_bench_markdown
+    from headaudit.runner import run_audit
+    from headaudit.sandbox import CheckTimeout, captured, time_limit
+
+    target = None if args.json is None else Path(args.json)
+    if target is not None and (target.is_dir() or not target.parent.is_dir()):
+        raise ConfigError(f"--json {args.json!r} is not a file in an existing folder; name a file such as bench.json")
+    plots = _plots_dir(args.plots)
+    resolve_device(args.device)
+    profile = active_profile()
+    subjects, chosen, options, timeout = _load_subjects(args)
+    config = BenchConfig.full() if args.full else BenchConfig.quick()
+    checks = perf_checks()
+    budget = timeout * len(checks) * len(subjects)
+    progress = _bench_progress()
+    try:
+        with captured() as output, time_limit(budget):
+            shared = run_shared(
+                subjects, seed=args.seed, profile=profile, config=config, device=args.device, progress=progress
+            )
+    except CheckTimeout:
+        print(f"headaudit: error: the bench exceeded {budget:g} s; raise --timeout if the heads are just slow",
+              file=sys.stderr)  # fmt: skip
+        return 1
+    if output.combined():
+        print(f"headaudit: the subjects wrote while being measured:\n{output.combined()}", file=sys.stderr)
+    reproduce = [*chosen, *options]
+    report = run_audit(
+        subjects, shared_checks(shared, checks), seed=args.seed, profile=profile, timeout=timeout, args=reproduce
+    )
+    report = _with_performance(report, subjects, plots, shared.result)
+    sys.stdout.write(render_bench_markdown(report, args.lang))
+    sys.stdout.flush()
+    if target is not None:
+        try:
+            target.write_text(shared.result.to_json() + "\n", encoding="utf-8")
+        except OSError as exc:
+            raise ConfigError(f"cannot write --json {args.json!r}: {exc.strerror or exc}") from None
     return 1 if any(r.verdict == "error" for r in report.results) else 0
 
 
@@ -223,9 +408,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser = _parser()
         args = parser.parse_args(argv)
         if args.command is None:
-            raise ConfigError("no command given; use `headaudit report` or `headaudit list` (see `headaudit --help`)")
+            raise ConfigError(
+                "no command given; use `headaudit report`, `headaudit bench` or `headaudit list` "
+                "(see `headaudit --help`)"
+            )
         if args.command == "list":
             return _cmd_list(args)
+        if args.command == "bench":
+            return _cmd_bench(args)
         return _cmd_report(args)
     except BrokenPipeError:
         return _silence_broken_pipe()

@@ -7,6 +7,8 @@ A check reaches the subject only through a :class:`Context`:
   construction; :meth:`Context.key` does the same for loss-dict keys;
 - :meth:`Context.build` builds a head, trying other head counts when the constructor
   raises for one, and verifies that the settings the check relies on took effect;
+- :meth:`Context.from_module` reads a declared module-level name of the subject's file
+  (``module:Head``); :attr:`Context.hosts` holds the host files (:mod:`headaudit.hosts`);
 - :meth:`Context.search` and :meth:`Context.run_machine` run Hypothesis properties under
   ``@seed(ctx.seed)`` and return the shrunk counterexample instead of raising.
 
@@ -20,7 +22,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 import torch
 from hypothesis import Phase, Verbosity, example, given, seed
@@ -32,10 +34,13 @@ from hypothesis.stateful import RuleBasedStateMachine, run_state_machine_as_test
 from headaudit.build import Built, construct
 from headaudit.errors import CheckDefinitionError
 from headaudit.model import SearchStats
-from headaudit.names import split_key, walk
+from headaudit.names import closest, split_key, split_module, walk
 from headaudit.profiles import Profile, scaled
 from headaudit.sandbox import SubjectRaised
 from headaudit.subjects import Subject
+
+if TYPE_CHECKING:
+    from headaudit.hosts import HostSet
 
 __all__ = ["Context", "Found", "NameMissing", "Refuted"]
 
@@ -82,7 +87,7 @@ class Context:
 
     ``declared`` are the canonical names the check declared; ``resolved`` maps those the
     subject has to the subject's own names; ``settings`` are the constructor settings
-    the check relies on.
+    the check relies on; ``hosts`` the host files (None: the bundled ones).
     """
 
     subject: Subject
@@ -93,6 +98,7 @@ class Context:
     settings: tuple[str, ...] = ()
     stats: SearchStats = field(default_factory=SearchStats)
     builds: list[Built] = field(default_factory=list)
+    host_set: HostSet | None = None
     _machine_counter: _Counter = field(default_factory=_Counter, repr=False)
 
     # --- names --------------------------------------------------------------------
@@ -127,6 +133,28 @@ class Context:
             raise NameMissing(name, actual, missing_key(source_key[0], source_key[1], terms))
         return terms[source_key[1]]
 
+    def from_module(self, name: str) -> Any:
+        """The subject file's module-level object for the declared ``module:Name``."""
+        actual = self._actual(name)
+        attr = split_module(actual)
+        if attr is None:
+            raise CheckDefinitionError(f"{name!r} is not a module:Name name")
+        value = getattr(self.subject.module, attr, None)
+        if value is None:
+            public = [n for n in vars(self.subject.module) if not n.startswith("_")]
+            near = closest(attr, public)
+            raise NameMissing(name, actual, f"module:{near}" if near else None)
+        return value
+
+    @property
+    def hosts(self) -> HostSet:
+        """The host files of this run (the bundled ones unless the run was given others)."""
+        if self.host_set is None:
+            from headaudit.hosts import default_hosts
+
+            return default_hosts()
+        return self.host_set
+
     # --- building -------------------------------------------------------------------
 
     def build_full(
@@ -137,6 +165,7 @@ class Context:
         img_feat_dim: int | None = None,
         train: bool = False,
         num_heads: int | None = None,
+        head_cls: type | None = None,
         **settings: Any,
     ) -> Built:
         """Build the subject's head (dropout 0, eval unless ``train``) and check its settings.
@@ -146,7 +175,8 @@ class Context:
         used, so a file that cannot build one particular count (``num_heads // 2`` heads
         of zero) is measured at another. Raises :class:`SubjectRaised` when none builds
         and :class:`~headaudit.build.SettingNotApplied` when a relied-on setting did not
-        take effect.
+        take effect. ``head_cls`` builds another class of the subject's file (one the check
+        read with :meth:`from_module`) instead of its head class.
         """
         wanted = {"dropout_rate": 0.0, **settings}
         heads = [h for h in dict.fromkeys([num_heads, self.subject.sizes[2], 2, 1, 4, 8]) if h]
@@ -155,7 +185,7 @@ class Context:
         for count in heads:
             sizes = (num_classes, emb_dim, count, img_feat_dim or emb_dim)
             try:
-                built = construct(self.subject.head_cls, sizes, wanted, self.subject.names)
+                built = construct(head_cls or self.subject.head_cls, sizes, wanted, self.subject.names)
             except SubjectRaised as exc:
                 first = first or exc
                 continue

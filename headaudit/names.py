@@ -6,13 +6,17 @@ A check declares every name it reads or calls on a head as a string:
 - ``"proto_loss_fn[contrastive_loss]"``: a key of the dict that calling ``proto_loss_fn``
   returns (``forward[ce_loss]``: a key of the loss dict the head's training forward
   returns);
+- ``"module:Head"``: a module-level name of the subject's file (a class, a function), for
+  checks that use more of the file than its head class (the compatibility ``Head`` beside
+  ``HeadOptimal``);
 - ``"a|b"``: alternatives, one of which must exist (the two files spell some names
   differently: ``proto_manager.expand_prototype|proto_manager.expand_prototypes``);
 - ``"?name"``: optional; the check uses it where present and says so where not.
 
 Users whose copies renamed a part map canonical names to theirs
 (``--map proto_manager.momentum_update=proto_manager.momentum_update_fixed``, or a
-``[tool.headaudit.map]`` table in ``pyproject.toml``). A map applies to the longest
+``[tool.headaudit.map]`` table in ``pyproject.toml``; ``module:Head=module:LegacyHead`` for
+a module-level name). A map applies to the longest
 matching prefix of dotted segments, so ``proto_manager=prototypes`` moves every name
 under it. A name that is missing after mapping gives ``n/a`` naming it, with the closest
 existing name as a suggestion.
@@ -36,6 +40,7 @@ __all__ = [
     "closest",
     "parse_map",
     "parse_needs",
+    "split_module",
     "walk",
 ]
 
@@ -46,13 +51,18 @@ KEY_SOURCES = ("proto_loss_fn", "forward")
 _SEGMENT = r"[A-Za-z_][A-Za-z0-9_]*"
 _ATTR = re.compile(rf"^{_SEGMENT}(\.{_SEGMENT})*$")
 _KEY = re.compile(rf"^({_SEGMENT})\[([A-Za-z0-9_.-]+)\]$")
+_MODULE = re.compile(rf"^module:({_SEGMENT})$")
 
 
 def _valid_name(name: str) -> bool:
     match = _KEY.match(name)
     if match:
         return match.group(1) in KEY_SOURCES
-    return bool(_ATTR.match(name))
+    return bool(_ATTR.match(name) or _MODULE.match(name))
+
+
+def _kind(name: str) -> str:
+    return "key" if _KEY.match(name) else "module" if _MODULE.match(name) else "attribute"
 
 
 @dataclass(frozen=True)
@@ -77,7 +87,7 @@ def parse_needs(check_id: str, specs: Iterable[str]) -> tuple[Need, ...]:
             if not _valid_name(name):
                 raise CheckDefinitionError(
                     f"check {check_id!r}: need {spec!r} is not 'a.b', 'source[key]' (source in {KEY_SOURCES}), "
-                    "'a|b' or '?a'"
+                    "'module:Name', 'a|b' or '?a'"
                 )
         needs.append(Need(alternatives, optional))
     return tuple(needs)
@@ -89,6 +99,12 @@ def split_key(name: str) -> tuple[str, str] | None:
     return (match.group(1), match.group(2)) if match else None
 
 
+def split_module(name: str) -> str | None:
+    """``"Head"`` for ``"module:Head"`` (a module-level name of the subject's file), else None."""
+    match = _MODULE.match(name)
+    return match.group(1) if match else None
+
+
 @dataclass(frozen=True)
 class NameMap:
     """Canonical name -> the subject's own name, from ``--map`` and ``pyproject.toml``."""
@@ -97,11 +113,10 @@ class NameMap:
 
     def apply(self, name: str) -> str:
         """The subject's name for a canonical attribute path or ``source[key]`` name."""
-        key = split_key(name)
-        if key is not None:
+        if _kind(name) != "attribute":  # keys and module-level names map exactly
             return dict(self.entries).get(name, name)
         parts = name.split(".")
-        mapping = {k: v for k, v in self.entries if split_key(k) is None}
+        mapping = {k: v for k, v in self.entries if _kind(k) == "attribute"}
         for cut in range(len(parts), 0, -1):
             prefix = ".".join(parts[:cut])
             if prefix in mapping:
@@ -120,11 +135,14 @@ def parse_map(items: Iterable[str], origin: str = "--map") -> tuple[tuple[str, s
         canonical, theirs = canonical.strip(), theirs.strip()
         if not sep or not _valid_name(canonical) or not _valid_name(theirs):
             raise ConfigError(
-                f"{origin} entry {item!r} is not CANONICAL=THEIRS with dotted names or source[key] names, e.g. "
+                f"{origin} entry {item!r} is not CANONICAL=THEIRS with dotted, source[key] or module:Name names, e.g. "
                 "proto_manager.momentum_update=proto_manager.momentum_update_fixed"
             )
-        if (split_key(canonical) is None) != (split_key(theirs) is None):
-            raise ConfigError(f"{origin} entry {item!r} maps an attribute to a key or a key to an attribute")
+        if _kind(canonical) != _kind(theirs):
+            raise ConfigError(
+                f"{origin} entry {item!r} maps a {_kind(canonical)} name to a {_kind(theirs)} name; "
+                "map attributes to attributes, source[key] to source[key], module:Name to module:Name"
+            )
         out.append((canonical, theirs))
     return tuple(out)
 

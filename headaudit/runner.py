@@ -22,7 +22,7 @@ import sys
 import weakref
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import hypothesis
 import torch
@@ -45,11 +45,14 @@ from headaudit.model import (
     freeze_msg,
     to_evidence,
 )
-from headaudit.names import Missing, closest, split_key, walk
+from headaudit.names import Missing, closest, split_key, split_module, walk
 from headaudit.profiles import Profile
 from headaudit.registry import Check
 from headaudit.sandbox import CheckTimeout, SubjectRaised, captured, describe_exception, time_limit
 from headaudit.subjects import Subject
+
+if TYPE_CHECKING:
+    from headaudit.hosts import HostSet
 
 __all__ = ["DEFAULT_TIMEOUT", "resolve", "run_audit", "run_check"]
 
@@ -89,6 +92,12 @@ def _keys(subject: Subject, source: str) -> set[str] | None:
 def _find(subject: Subject, name: str) -> tuple[bool, str, str | None]:
     """``(present, the subject's name, suggestion)`` for one canonical name."""
     actual = subject.names.apply(name)
+    attr = split_module(actual)
+    if attr is not None:  # a module-level name of the subject's file
+        if getattr(subject.module, attr, None) is not None:
+            return True, actual, None
+        near = closest(attr, [n for n in vars(subject.module) if not n.startswith("_")])
+        return False, actual, f"module:{near}" if near else None
     key = split_key(actual)
     if key is None:
         present, _, suggestion = walk(subject.probe, actual)
@@ -111,7 +120,10 @@ def resolve(check: Check[Any], subject: Subject) -> tuple[dict[str, str], list[M
     resolved: dict[str, str] = {}
     missing: list[Missing] = []
     by_keys = [need for need in check.parsed if any(split_key(subject.names.apply(a)) for a in need.alternatives)]
-    for stage in ([n for n in check.parsed if n not in by_keys], by_keys):
+    # Required keys before optional ones: once a required name is missing (n/a), probing an
+    # optional key (a training forward) could only turn that n/a into the subject's error.
+    required_keys, optional_keys = [n for n in by_keys if not n.optional], [n for n in by_keys if n.optional]
+    for stage in ([n for n in check.parsed if n not in by_keys], required_keys, optional_keys):
         if missing:
             break
         for need in stage:
@@ -180,17 +192,19 @@ def run_check(
     seed: int,
     profile: Profile,
     timeout: float | None = DEFAULT_TIMEOUT,
+    hosts: HostSet | None = None,
 ) -> Result:
     """One check on one subject, never raising (bar ``KeyboardInterrupt``).
 
     Runs single-threaded (small ops are faster so, and their rounding repeats exactly).
+    ``hosts`` are the host files the host checks use (None: the bundled ones).
     """
     ctx: Context | None = None
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     with contextlib.ExitStack() as restore:
         restore.callback(torch.set_num_threads, threads)
-        finding, evidence, output, ctx = _run_guarded(check, subject, seed, profile, timeout)
+        finding, evidence, output, ctx = _run_guarded(check, subject, seed, profile, timeout, hosts)
     stats = ctx.stats if ctx is not None and ctx.stats.searches else None
     return Result(
         check=check.id,
@@ -204,7 +218,7 @@ def run_check(
 
 
 def _run_guarded(
-    check: Check[Any], subject: Subject, seed: int, profile: Profile, timeout: float | None
+    check: Check[Any], subject: Subject, seed: int, profile: Profile, timeout: float | None, hosts: HostSet | None
 ) -> tuple[Finding, Json, str, Context | None]:
     ctx: Context | None = None
     with captured() as output:
@@ -222,7 +236,9 @@ def _run_guarded(
                     elif settings is not None:
                         finding, evidence = settings
                     else:
-                        ctx = Context(subject, seed, profile, check.declared, resolved, check.setting_names)
+                        ctx = Context(
+                            subject, seed, profile, check.declared, resolved, check.setting_names, host_set=hosts
+                        )
                         torch.manual_seed(seed)
                         finding, evidence = _measure(check, ctx)
         except CheckTimeout as exc:
@@ -264,19 +280,28 @@ def run_audit(
     timeout: float | None = DEFAULT_TIMEOUT,
     args: Sequence[str] = (),
     progress: Progress | None = None,
+    hosts: HostSet | None = None,
 ) -> Report:
-    """Run ``checks`` on every subject (role -> subject), in registry order; never raises for a check."""
+    """Run ``checks`` on every subject (role -> subject), in registry order; never raises for a check.
+
+    ``hosts`` are the host files of the host checks (None: the bundled ones); the report
+    lists them under ``extra["hosts"]``.
+    """
+    from headaudit.hosts import default_hosts
+
+    hosts = hosts or default_hosts()
     results = []
     for check in checks:
         for role, subject in subjects.items():
             if progress:
                 progress(f"{check.id} on {role}")
-            results.append(run_check(check, subject, role, seed=seed, profile=profile, timeout=timeout))
+            results.append(run_check(check, subject, role, seed=seed, profile=profile, timeout=timeout, hosts=hosts))
     maps = next(iter(subjects.values())).names.entries if subjects else ()
     return Report(
         subjects=tuple(s.info(role) for role, s in subjects.items()),
-        checks=tuple(CheckInfo(c.id, c.catalogue, c.severity, c.needs, c.settings, c.search) for c in checks),
+        checks=tuple(CheckInfo(c.id, c.catalogue, c.severity, c.needs, c.settings, c.search, c.group) for c in checks),
         results=tuple(results),
         claims=judge_claims(results),
         environment=_environment(seed, profile, timeout, args, maps),
+        extra={"hosts": hosts.info()},
     )

@@ -49,8 +49,11 @@ __all__ = [
     "bundled_reference",
     "default_specs",
     "display_path",
+    "import_file",
     "load_subject",
+    "locate_file",
     "make_subject",
+    "split_spec",
 ]
 
 HEAD_CLASS_NAMES = ("HeadOptimal", "Head")
@@ -118,7 +121,8 @@ def display_path(path: Path) -> str:
     return path.as_posix()
 
 
-def _split_spec(spec: str) -> tuple[str, str | None]:
+def split_spec(spec: str) -> tuple[str, str | None]:
+    """``(target, class name or None)`` of a ``TARGET[:CLASS]`` spec."""
     target, sep, cls = spec.rpartition(":")
     if sep and cls.isidentifier() and target:
         return target, cls
@@ -184,7 +188,8 @@ def _isolated_import(search_dir: Path, root: Path) -> Iterator[None]:
         sys.modules.update(shadowed)
 
 
-def _import_file(path: Path) -> ModuleType:
+def import_file(path: Path) -> ModuleType:
+    """Import a source file as described in the module docstring (its folder importable, no trace left)."""
     package = _package_root(path.parent)
     if package is not None:
         dotted = ".".join([*path.parent.relative_to(package.parent).parts, path.stem])
@@ -202,16 +207,26 @@ def _import_file(path: Path) -> ModuleType:
     return module
 
 
-def _load_module(target: str, label: str) -> tuple[Path, ModuleType]:
+def locate_file(target: str, label: str) -> Path | None:
+    """The file a spec target names (resolved), or None when it names a module.
+
+    Raises :class:`SubjectError` when it names a folder or a file that is not there.
+    """
     path = Path(target)
     if target.endswith(".py") or path.exists() or os.sep in target or "/" in target:
         if path.is_dir():
-            raise SubjectError(f"{label} {target!r} is a directory; pass the .py file of the head inside it")
+            raise SubjectError(f"{label} {target!r} is a directory; pass the .py file inside it")
         if not path.is_file():
             raise SubjectError(f"{label} file {target!r} does not exist; pass a .py path or a module name")
-        path = path.resolve()
+        return path.resolve()
+    return None
+
+
+def _load_module(target: str, label: str) -> tuple[Path, ModuleType]:
+    path = locate_file(target, label)
+    if path is not None:
         try:
-            return path, _import_file(path)
+            return path, import_file(path)
         except SubjectError:
             raise
         except (Exception, SystemExit) as exc:
@@ -279,7 +294,7 @@ def load_subject(
     ``label`` only names the subject in error messages ("baseline", "candidate").
     """
     names = names or NameMap()
-    target, wanted = _split_spec(spec)
+    target, wanted = split_spec(spec)
     try:
         with captured() as output, time_limit(timeout):
             path, module = _load_module(target, label)
@@ -290,41 +305,35 @@ def load_subject(
                 raise SubjectError(f"{label} head from {display_path(path)!r}: {exc}") from exc
     except CheckTimeout as exc:
         raise SubjectError(f"loading {label} {spec!r} {exc} (raise --timeout if it is just slow)") from None
-    digest = hashlib.sha256(path.read_bytes()).hexdigest()
-    return Subject(
-        spec=spec,
-        path=path,
-        display=display_path(path),
-        sha256=digest,
-        module=module,
-        head_cls=cls,
-        probe=probe,
-        sizes=sizes,
-        names=names,
-        load_output=output.combined(),
-    )
+    return _subject(spec, path, module, cls, (probe, sizes), names, output.combined())
 
 
-def make_subject(cls: type, *, path: Path | None = None, names: NameMap | None = None) -> Subject:
+def _subject(
+    spec: str,
+    path: Path,
+    module: ModuleType,
+    cls: type,
+    probed: tuple[Any, tuple[int, int, int, int]],
+    names: NameMap,
+    load_output: str,
+) -> Subject:
+    """The :class:`Subject` record of a loaded file (the sha256 of its bytes, zeros without one)."""
+    digest = hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else "0" * 64
+    probe, sizes = probed
+    return Subject(spec, path, display_path(path), digest, module, cls, probe, sizes, names, load_output)
+
+
+def make_subject(
+    cls: type, *, path: Path | None = None, names: NameMap | None = None, module: ModuleType | None = None
+) -> Subject:
     """A subject from a head class already in memory (for tests and library use).
 
-    ``path`` is the file shown in reports (default: the file that defines ``cls``).
+    ``path`` is the file shown in reports (default: the file that defines ``cls``);
+    ``module`` the namespace its module-level names are read from (default: that file's module).
     """
     names = names or NameMap()
-    module = sys.modules.get(cls.__module__) or ModuleType(cls.__module__)
+    module = module or sys.modules.get(cls.__module__) or ModuleType(cls.__module__)
     source = path or Path(getattr(module, "__file__", None) or ".")
     with captured() as output:
-        probe, sizes = _probe(cls, names)
-    digest = hashlib.sha256(source.read_bytes()).hexdigest() if source.is_file() else "0" * 64
-    return Subject(
-        spec=cls.__qualname__,
-        path=source,
-        display=display_path(source),
-        sha256=digest,
-        module=module,
-        head_cls=cls,
-        probe=probe,
-        sizes=sizes,
-        names=names,
-        load_output=output.combined(),
-    )
+        probed = _probe(cls, names)
+    return _subject(cls.__qualname__, source, module, cls, probed, names, output.combined())

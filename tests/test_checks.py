@@ -14,7 +14,7 @@ import pytest
 from headaudit.checks import REGISTRY
 from headaudit.model import Report
 from tests.conftest import ROLES, LoadSubject, RunCheck
-from tests.expectations import EXPECTED, HAND_MADE
+from tests.expectations import EXPECTED, HAND_MADE, TIMED, WITHOUT_FAIL
 
 
 def test_every_registered_check_has_an_expectation() -> None:
@@ -24,6 +24,8 @@ def test_every_registered_check_has_an_expectation() -> None:
 def test_every_check_has_a_must_fail_and_a_must_pass_subject() -> None:
     for check_id, on_references in EXPECTED.items():
         verdicts = set(on_references) | {v for _, c, v in HAND_MADE if c == check_id}
+        if check_id in WITHOUT_FAIL:  # a measurement, or a device this machine lacks: the reason is data
+            continue
         assert {"pass", "fail"} <= verdicts, check_id
 
 
@@ -44,6 +46,9 @@ def test_verdicts_and_evidence_do_not_depend_on_the_slot(
         a, b = reference_report.result(check_id, role), swapped_report.result(check_id, other)
         assert a is not None
         assert b is not None
+        if check_id in TIMED:  # times differ between any two runs; the verdict and its sentence must not
+            assert (a.verdict, a.message.id) == (b.verdict, b.message.id)
+            continue
         assert (a.verdict, a.message, a.evidence) == (b.verdict, b.message, b.evidence)
 
 

@@ -1,7 +1,8 @@
 """The Markdown report, in English or Chinese: a pure function of a Report.
 
-Sections follow the hand-written report's order (一 theory, 二 engineering, 三 summary),
-then reproducibility. Each claim of the original report gets a subsection with what it
+Sections follow the hand-written report's order (一 theory, 二 engineering, 三 summary,
+四 usage advice; those two and the host files in :mod:`headaudit.render.summary`), then
+the groups and reproducibility. Each claim of the original report gets a subsection with what it
 said, the measured verdict, every check's verdict per subject with its evidence, and a
 command that reproduces it. Every sentence comes from the language's catalogue; nothing
 here imports torch or re-runs a check.
@@ -13,6 +14,7 @@ import json
 import shlex
 from collections.abc import Callable, Iterable
 from pathlib import PurePosixPath
+from types import ModuleType
 
 from headaudit.claims import CLAIMS, SECTIONS, Claim
 from headaudit.messages import Msg, render
@@ -93,6 +95,7 @@ def _check_block(report: Report, check_id: str, lang: str) -> list[str]:
     ]
     for r in results:
         lines.append(f"- **{_role(r.subject, lang)}** {_verdict(r.verdict, lang)}: {r.summary(lang)}")
+    lines += _engineering().check_details(report, check_id, lang)
     lines += ["", f"<details><summary>{_t('evidence', lang)}</summary>", "", "```json", _evidence_json(results), "```"]
     for r in results:
         if r.output:
@@ -126,23 +129,11 @@ def _claim_block(report: Report, claim: Claim, result: ClaimResult, lang: str) -
     return lines
 
 
-def _summary_table(report: Report, judged: list[tuple[Claim, ClaimResult]], lang: str) -> list[str]:
-    lines = [
-        f"## {_t('summary', lang)}",
-        "",
-        f"| {_t('claim', lang)} | {_t('says', lang)} | {_t('verdict', lang)} | {_t('evidence', lang)} |",
-        "|---|---|---|---|",
-    ]
-    for claim, result in judged:
-        decisive = [
-            f"`{p.check}`: {r.summary(lang)}"
-            for p in (*result.core, *result.caveats)
-            if (r := report.result(p.check, result.subject)) is not None and r.verdict != "pass"
-        ]
-        evidence = "; ".join(decisive) or render(result.message, lang)
-        title, says = render(claim.title(), lang), render(Msg(f"claim.{claim.ref}.original"), lang)
-        lines.append(f"| {claim.ref} {cell(title)} | {cell(says)} | {_claim_label(result, lang)} | {cell(evidence)} |")
-    return [*lines, ""]
+def _engineering() -> ModuleType:
+    """The engineering sections' module (host files, the host matrix, 三 and 四); it builds on this one."""
+    from headaudit.render import summary
+
+    return summary
 
 
 def _examples_cell(r: Result | None, lang: str) -> str:
@@ -225,6 +216,33 @@ GROUP_SECTIONS: tuple[str, ...] = ("missed", "contracts", "performance")
 GROUP_RENDERERS: dict[str, GroupRenderer] = {}
 
 
+def _missed(report: Report, lang: str) -> list[str]:
+    from headaudit.render.missed import render_missed  # it builds on this module's helpers
+
+    return render_missed(report, lang)
+
+
+GROUP_RENDERERS["missed"] = _missed
+
+
+def _contracts(report: Report, lang: str) -> list[str]:
+    from headaudit.render.contracts import render_contracts  # it builds on this module's helpers
+
+    return render_contracts(report, lang)
+
+
+GROUP_RENDERERS["contracts"] = _contracts
+
+
+def _performance(report: Report, lang: str) -> list[str]:
+    from headaudit.render.performance import render_performance  # it builds on this module's helpers
+
+    return render_performance(report, lang)
+
+
+GROUP_RENDERERS["performance"] = _performance
+
+
 def group_section(report: Report, group: str, lang: str) -> list[str]:
     """A section for the checks of ``group``: verdicts per subject, then each check's block."""
     ids = [c.id for c in report.checks if c.group == group]
@@ -250,13 +268,14 @@ def render_markdown(report: Report, lang: str = "en") -> str:
         f"> {_t('intro', lang, version=report.environment.tool_version)}",
         "",
         *_subjects(report, lang),
+        *_engineering().host_files(report, lang),
         *glance(report, lang),
     ]
-    judged: list[tuple[Claim, ClaimResult]] = []
     for section, heading in SECTIONS.items():
         claims = [(c, report.claim(c.ref)) for c in CLAIMS if c.section == section]
         ran = [(c, r) for c, r in claims if r is not None and any(report.check(i) for i in c.checks)]
-        if not ran:
+        further = _engineering().further_checks(report, section, lang)
+        if not ran and not further:
             continue
         lines += [f"## {render(Msg(heading), lang)}", ""]
         for claim, result in ran:
@@ -266,9 +285,8 @@ def render_markdown(report: Report, lang: str = "en") -> str:
         if skipped:
             names = ", ".join(f"{c.ref} {render(c.title(), lang)}" for c in skipped)
             lines += [f"*{_t('not_judged', lang, claims=names)}*", ""]
-        judged += [(c, r) for c, r in ran if r is not None]
-    if judged:
-        lines += _summary_table(report, judged, lang)
+        lines += further
+    lines += _engineering().summary_sections(report, lang)
     for group in GROUP_SECTIONS:
         renderer = GROUP_RENDERERS.get(group)
         lines += renderer(report, lang) if renderer else group_section(report, group, lang)
