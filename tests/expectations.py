@@ -191,6 +191,9 @@ HAND_MADE_CONTRACTS: list[tuple[str, str, str]] = [
     ("cluster_all_slots", "loss.cluster-scale", "fail"),
     ("cluster_inverse", "loss.cluster-scale", "fail"),
     ("cluster_inverse", "loss.cluster-nearest", "pass"),
+    ("cluster_over_all_classes", "loss.cluster-scale", "fail"),  # only with a class absent
+    ("cluster_over_all_classes", "loss.cluster-nearest", "pass"),
+    ("class_weight_from_labels", "loss.cluster-scale", "pass"),  # its weight helper takes labels: stated
     ("sep_similarity", "loss.separation-value", "fail"),
     ("sep_similarity", "loss.cluster-nearest", "pass"),
     ("div_threshold", "loss.diversity-value", "fail"),
@@ -229,7 +232,7 @@ MUST_FAIL_CONTRACTS: dict[str, tuple[str, ...]] = {
     "forward.contract": ("eval_loss", "cut_graph"),
     "loss.terms-sum": ("proto_sum_missing",),
     "loss.cluster-nearest": ("cluster_all_slots",),
-    "loss.cluster-scale": ("cluster_inverse",),
+    "loss.cluster-scale": ("cluster_inverse", "cluster_over_all_classes"),
     "loss.separation-value": ("sep_similarity",),
     "loss.diversity-value": ("div_threshold",),
     "attn.wiring": ("self_reads_input",),

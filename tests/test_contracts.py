@@ -23,7 +23,7 @@ from headaudit.checks.attn import Fusion, WiringMeasurement, WiringViolation
 from headaudit.checks.forward import AggregationMeasurement, ContractMeasurement, GradientRecord
 from headaudit.checks.loss import DiversityMeasurement, ScaleMeasurement, ScaleViolation
 from headaudit.checks.manager import ExpandMeasurement
-from headaudit.model import Report
+from headaudit.model import Finding, Report
 from headaudit.subjects import Subject, load_subject
 from tests.conftest import ROLES, LoadSubject, RunCheck
 from tests.mutation.catalogue import EQUIVALENTS, MUTANTS, apply
@@ -174,10 +174,14 @@ def test_renamed_parts_pass_once_mapped(subject: LoadSubject, check: RunCheck, r
 # --- judges on hand-made measurements ------------------------------------------------------------
 
 
-def _judge(check_id: str, measurement: object) -> tuple[str, str]:
+def _judge_finding(check_id: str, measurement: object) -> Finding:
     found = by_id(check_id)
     assert found is not None
-    finding = found.judge(measurement)
+    return found.judge(measurement)
+
+
+def _judge(check_id: str, measurement: object) -> tuple[str, str]:
+    finding = _judge_finding(check_id, measurement)
     return finding.verdict, finding.message.id
 
 
@@ -203,6 +207,21 @@ def test_cluster_scale_rules() -> None:
     bad = ScaleViolation("ratios", "plain", 3, (1, 3, 2), (0.33, 0.11, 0.17), (0.4, 0.2, 0.3))
     assert _judge("loss.cluster-scale", _scale(counterexample=bad)) == ("fail", "loss.cluster-scale.ratios")
     assert _judge("loss.cluster-scale", _scale(factors={}))[0] == "error"  # nothing measured
+    absent = ScaleViolation(
+        "absent", "plain", 3, (1, 3, 0), (0.001, 0.0006, 0.0), (0.0015, 0.0009, 0.0), tolerance=5e-7, absent=(2,)
+    )
+    found = _judge_finding("loss.cluster-scale", _scale(counterexample=absent))
+    assert (found.verdict, found.message.id) == ("fail", "loss.cluster-scale.absent")
+    assert found.message.params["absent"] == [2]
+    # the absent-class part is stated in the evidence: measured, not exposed, or what the call raised
+    assert _judge_finding("loss.cluster-scale", _scale(absent_batches=6)).message.params["absent"].id == (
+        "loss.cluster-scale.absent-measured"
+    )
+    assert _judge_finding("loss.cluster-scale", _scale()).message.params["absent"].id == (
+        "loss.cluster-scale.absent-unmeasured"
+    )
+    raised = _judge_finding("loss.cluster-scale", _scale(weight_error="TypeError: needs labels"))
+    assert (raised.verdict, raised.message.params["absent"].id) == ("pass", "loss.cluster-scale.absent-raised")
 
 
 def _wiring(fusion: Fusion | None, **kwargs: object) -> WiringMeasurement:
@@ -314,7 +333,11 @@ def _original(check: RunCheck, check_id: str) -> tuple[str, str]:
     return _ORIGINAL[check_id]
 
 
-@pytest.mark.parametrize(("check_id", "mutant_id"), sorted(_NOTICED_BY.items()))
+#: Mutants a contract must notice beyond its first (parts that show only in some batches).
+_ALSO_NOTICED = [("loss.cluster-scale", "cluster-divide-by-num-classes")]  # needs an absent class
+
+
+@pytest.mark.parametrize(("check_id", "mutant_id"), sorted(_NOTICED_BY.items()) + _ALSO_NOTICED)
 def test_each_contract_notices_a_mutant_of_its_part(check: RunCheck, check_id: str, mutant_id: str) -> None:
     assert _original(check, check_id)[0] == "pass"
     result = check(check_id, _mutated(mutant_id))

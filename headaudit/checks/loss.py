@@ -13,7 +13,9 @@ scale at 1 (a setting, read back) or by the moves that leave every other term al
   nearest valid own-class prototype, linearly.
 - ``loss.cluster-scale``: in balanced batches the weighted cluster term is the plain mean
   of the per-class terms (warn, with the factor, when it is that mean scaled by a factor
-  of the batch size); in unbalanced ones the classes are weighted as documented.
+  of the batch size); in unbalanced ones the classes are weighted as documented; where
+  the loss exposes ``_get_class_weight``, batches with absent classes apply exactly the
+  weights it gives for the batch's counts, averaged over the classes present.
 - ``loss.separation-value``: separation against its numpy oracle, own-class moves never
   matter, a class without other-class prototypes contributes nothing.
 - ``loss.diversity-value``: diversity against its numpy oracle.
@@ -42,7 +44,7 @@ from headaudit.messages import Msg
 from headaudit.model import Finding
 from headaudit.names import split_key
 from headaudit.registry import Check
-from headaudit.sandbox import SubjectRaised
+from headaudit.sandbox import SubjectRaised, call_subject
 
 __all__ = ["CHECKS", "ORDER"]
 
@@ -51,6 +53,7 @@ _PROTO = "proto_loss_fn[proto_loss]"
 _CLUSTER = "proto_loss_fn[cluster_loss]"
 _SEP = "proto_loss_fn[sep_loss]"
 _DIV = "proto_loss_fn[div_loss]"
+_WEIGHT_FN = "proto_loss_fn._get_class_weight"
 #: A term's key and the constructor setting that scales it (BEHAVIOR.md 2).
 _SCALED = {
     "proto_loss_fn[cluster_loss]": "clst_scale",
@@ -368,7 +371,7 @@ def _judge_nearest(m: NearestMeasurement) -> Finding:
 
 @dataclass(frozen=True)
 class ScaleViolation:
-    kind: str  # "unequal", "value", "ratios"
+    kind: str  # "unequal", "value", "ratios", "absent", "weight-length"
     weighting: str  # "balanced", "plain" (1/sqrt(n)), "class-balanced"
     num_classes: int
     samples_per_class: tuple[int, ...]
@@ -377,6 +380,7 @@ class ScaleViolation:
     measured: float | None = None
     oracle: float | None = None
     tolerance: float | None = None
+    absent: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -388,6 +392,8 @@ class ScaleMeasurement:
     exponent: float  # fitted d log(factor) / d log(samples per class)
     weightings: tuple[str, ...]  # unbalanced weightings compared
     tolerance: float
+    absent_batches: int = 0  # batches with absent classes compared with _get_class_weight (0: not exposed)
+    weight_error: str = ""  # what _get_class_weight raised when called with a batch's counts
 
 
 _PER_CLASS = (1, 2, 4)
@@ -422,9 +428,83 @@ def _coefficients(
     return base, coefficients, tolerance(dtype, max(1.0, abs(base)), _ULPS)
 
 
+class _WeightCallRaised(Exception):
+    """``_get_class_weight`` raised when called with a batch's counts (its message in ``detail``)."""
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(detail)
+        self.detail = detail
+
+
+def _absent_batch(
+    ctx: Context,
+    head: Head,
+    weigh: Any,
+    weighting: str,
+    protos: torch.Tensor,
+    layout: Layout,
+    pattern: Sequence[int],
+) -> None:
+    """With classes absent, each present class's coefficient is its ``_get_class_weight`` weight
+    for the batch's counts (every class, zeros included) divided by the number of classes present.
+
+    The weights are the head's own, so this holds for any weighting the head documents through
+    that method (absent classes weighed or not): it pins that the cluster term applies those
+    weights to the right classes and averages over the classes present, never over
+    ``num_classes``. The last class and the classes the pattern marks are absent; class 0 stays.
+    """
+    classes = layout.num_classes
+    absent = {classes - 1} | {c for c in range(1, classes) if pattern[c % len(pattern)] == 0}
+    present = [c for c in range(classes) if c not in absent and layout.counts[c] > 0]
+    if not present or classes < 2:
+        return
+    counts = [0] * classes
+    for c in present:
+        counts[c] = 1 + (pattern[c % len(pattern)] + c) % 3
+    labels = [c for c in present for _ in range(counts[c])]
+    gen = ctx.generator(41_000 + sum(counts) + 7 * classes)
+    sims = _similarities(gen, len(labels), layout, -0.9, 0.9)
+    base, coeff, floored = _coefficients(ctx, head, protos, sims, labels, layout)
+    count_tensor = torch.tensor(counts, dtype=torch.float32)
+    try:
+        with torch.no_grad():
+            weights = call_subject("proto_loss_fn._get_class_weight", weigh, count_tensor)
+    except SubjectRaised as exc:
+        raise _WeightCallRaised(exc.detail) from exc
+    values = [float(w) for w in torch.as_tensor(weights).detach().double().reshape(-1)]
+    if len(values) != classes:
+        raise Refuted(ScaleViolation("weight-length", weighting, classes, tuple(counts), (), tuple(values)))
+    expected = [values[c] / len(present) if c in present else 0.0 for c in range(classes)]
+    measured = [coeff[c] if c in present else 0.0 for c in range(classes)]
+    # Relative to the term itself (no floor at 1): a collapsed weighting makes every value small.
+    magnitude = max(abs(base), max(abs(e) for e in expected) * 3.0, 1e-30)
+    tol = 4 * floored / max(1.0, abs(base)) * magnitude / _DELTA
+    if max(abs(measured[c] - expected[c]) for c in present) > tol:
+        raise Refuted(
+            ScaleViolation(
+                "absent",
+                weighting,
+                classes,
+                tuple(counts),
+                tuple(measured),
+                tuple(expected),
+                tolerance=tol,
+                absent=tuple(sorted(absent)),
+            )
+        )
+
+
 def _measure_scale(ctx: Context) -> ScaleMeasurement:
-    seen: dict[str, Any] = {"cases": 0, "tol": 0.0, "factors": {n: [] for n in _PER_CLASS}, "weightings": set()}
+    seen: dict[str, Any] = {
+        "cases": 0,
+        "tol": 0.0,
+        "factors": {n: [] for n in _PER_CLASS},
+        "weightings": set(),
+        "absent": 0,
+        "weight_error": "",
+    }
     cb = _accepted(ctx, "use_class_balanced") and _accepted(ctx, "cb_beta")
+    weigh = (lambda h: ctx.get(h, _WEIGHT_FN)) if ctx.has(_WEIGHT_FN) else None
 
     def prop(case: tuple[Layout, Sequence[int], int]) -> None:
         asked, unbalanced, salt = case
@@ -471,6 +551,12 @@ def _measure_scale(ctx: Context) -> ScaleMeasurement:
                 raise Refuted(
                     ScaleViolation("ratios", weighting, classes, tuple(counts), tuple(coeff), tuple(expected))
                 )
+            if weigh is not None and not seen["weight_error"]:
+                try:
+                    _absent_batch(ctx, h, weigh(h), weighting, protos, layout, unbalanced)
+                    seen["absent"] += 1
+                except _WeightCallRaised as exc:  # an optional part the subject cannot serve: say so
+                    seen["weight_error"] = exc.detail
 
     strategy = st.tuples(
         contract_layouts(max_per_class=3), st.lists(st.integers(0, 3), min_size=1, max_size=5), st.integers(0, 99)
@@ -488,6 +574,8 @@ def _measure_scale(ctx: Context) -> ScaleMeasurement:
         exponent=exponent,
         weightings=tuple(sorted(seen["weightings"])),
         tolerance=seen["tol"],
+        absent_batches=seen["absent"],
+        weight_error=seen["weight_error"],
     )
 
 
@@ -502,13 +590,27 @@ def _judge_scale(m: ScaleMeasurement) -> Finding:
             "expected": [float(f"{c:.4g}") for c in bad.expected] or "-",
             "measured": bad.measured if bad.measured is not None else math.nan,
             "oracle": bad.oracle if bad.oracle is not None else math.nan,
+            "tolerance": bad.tolerance if bad.tolerance is not None else math.nan,
+            "absent": list(bad.absent) or "-",
         }
         return Finding("fail", Msg(f"loss.cluster-scale.{bad.kind}", params))
     if not m.factors:
         return Finding("error", Msg("loss.cluster-scale.none", {}))
     factors = [f"{n}: {f:.4g}" for n, f in m.factors.items()]
     weightings = [Msg(f"loss.cluster-scale.weighting.{w}") for w in m.weightings]
-    params = {"factors": factors, "exponent": m.exponent, "weightings": weightings, "cases": m.cases}
+    if m.weight_error:
+        absent = Msg("loss.cluster-scale.absent-raised", {"detail": m.weight_error})
+    elif m.absent_batches:
+        absent = Msg("loss.cluster-scale.absent-measured", {"batches": m.absent_batches})
+    else:
+        absent = Msg("loss.cluster-scale.absent-unmeasured", {})
+    params = {
+        "factors": factors,
+        "exponent": m.exponent,
+        "weightings": weightings,
+        "cases": m.cases,
+        "absent": absent,
+    }
     if max(abs(f - 1) for f in m.factors.values()) > m.tolerance:
         return Finding("warn", Msg("loss.cluster-scale.warn", params))
     return Finding("pass", Msg("loss.cluster-scale.pass", params))
@@ -775,7 +877,7 @@ CHECKS: tuple[Check[Any], ...] = (
         catalogue=3,
         measure=_measure_scale,
         judge=_judge_scale,
-        needs=(*LOSS_CALL_NEEDS, _CLUSTER),
+        needs=(*LOSS_CALL_NEEDS, _CLUSTER, f"?{_WEIGHT_FN}"),
         settings=("clst_scale", "?use_class_balanced", "?cb_beta"),
         severity="medium",
         search=True,
