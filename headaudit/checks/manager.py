@@ -31,7 +31,7 @@ from headaudit.context import Context, Refuted
 from headaudit.messages import Msg
 from headaudit.model import Finding
 from headaudit.registry import Check
-from headaudit.sandbox import call_subject
+from headaudit.sandbox import SubjectRaised, call_subject
 
 __all__ = ["CHECKS", "ORDER"]
 
@@ -105,16 +105,25 @@ class LayoutMeasurement:
     configurations: int
     recounted: int
     skipped: int  # num_prototypes above the capacity the head has (a head that fixes max_prototypes)
+    refused_zero: str = ""  # what the constructor raised for num_prototypes=0 (measured through the buffers)
 
 
 def _measure_layout(ctx: Context) -> LayoutMeasurement:
-    seen: dict[str, int] = {"configs": 0, "recounted": 0, "skipped": 0}
+    seen: dict[str, Any] = {"configs": 0, "recounted": 0, "skipped": 0, "refused_zero": ""}
 
     def prop(case: tuple[int, int, int, int]) -> None:
         classes, per_class, wanted, salt = case
         wanted = min(wanted, per_class)
         torch.manual_seed(ctx.seed + salt)
-        built = ctx.build_full(num_classes=classes, emb_dim=_EMB, num_prototypes=wanted, max_prototypes=per_class)
+        try:
+            built = ctx.build_full(num_classes=classes, emb_dim=_EMB, num_prototypes=wanted, max_prototypes=per_class)
+        except SubjectRaised as exc:
+            if wanted != 0:
+                raise
+            # Refusing a head without prototypes is edges.zero-prototypes' subject (and what it asks
+            # for); the empty class is still measured below, through counts set in the buffers.
+            seen["refused_zero"] = seen["refused_zero"] or exc.detail
+            return
         head = built.head
         state = _state(ctx, head)
         if wanted > state.max_prototypes:
@@ -153,6 +162,7 @@ def _measure_layout(ctx: Context) -> LayoutMeasurement:
         configurations=seen["configs"],
         recounted=seen["recounted"],
         skipped=seen["skipped"],
+        refused_zero=seen["refused_zero"],
     )
 
 
@@ -178,7 +188,10 @@ def _judge_layout(m: LayoutMeasurement) -> Finding:
         return Finding("fail", Msg(f"manager.layout.{bad.kind}_{bad.stage}", params))
     if m.configurations == 0:
         return Finding("error", Msg("manager.layout.none", {"skipped": m.skipped}))
-    return Finding("pass", Msg("manager.layout.pass", {"configs": m.configurations, "recounted": m.recounted}))
+    params = {"configs": m.configurations, "recounted": m.recounted}
+    if m.refused_zero:
+        return Finding("pass", Msg("manager.layout.pass_zero_refused", {**params, "detail": m.refused_zero}))
+    return Finding("pass", Msg("manager.layout.pass", params))
 
 
 # --- manager.expand -----------------------------------------------------------------
