@@ -92,6 +92,7 @@ class WiringMeasurement:
     dtype: str
     head_counts: dict[str, int] = field(default_factory=dict)
     fusion: Fusion | None = None
+    scopes: tuple[str, ...] = ("batch",)  # the keys each query set attended to: "batch" or "sample"
 
 
 class _Recorder:
@@ -197,7 +198,16 @@ def _order_breaks(weights: np.ndarray, gate: np.ndarray, wtol: float) -> list[in
 def _measure(ctx: Context) -> WiringMeasurement:
     third = next(n for n in _THIRD if ctx.has(n))
     attn_names = {**_ATTN, "third": third}
-    seen: dict[str, Any] = {"cases": 0, "diff": 0.0, "tol": 0.0, "dtype": "", "stages": [], "heads": {}, "fusion": None}
+    seen: dict[str, Any] = {
+        "cases": 0,
+        "diff": 0.0,
+        "tol": 0.0,
+        "dtype": "",
+        "stages": [],
+        "heads": {},
+        "fusion": None,
+        "scopes": set(),
+    }
 
     def prop(case: tuple[Layout, int, int, int]) -> None:
         asked, batch, patches, salt = case
@@ -218,10 +228,20 @@ def _measure(ctx: Context) -> WiringMeasurement:
                 out = call_subject("forward_features", ctx.get(head, "forward_features"), pool, img)
         finally:
             rec.close()
-        keys = _projection(_flat(pool), ctx.get(head, "proj"))
         dtype = out[1].dtype if isinstance(out, (tuple, list)) and len(out) > 1 else torch.float32
         seen["dtype"] = dtype_name(dtype)
         stages: list[str] = []
+        q = unit(arr(ctx.get(head, "proto_manager.prototypes")))
+        # The keys' scope: the whole batch's patches (BEHAVIOR.md 2), or, where the block receives
+        # one query set per sample, each sample's own patches (a head without batch coupling).
+        given = (rec.inputs.get("block") or [[]])[0]
+        scope = batch if batch > 1 and given and given[0].numel() == batch * q.size else 1
+        proj = ctx.get(head, "proj")
+        shared = _projection(_flat(pool), proj)
+        whole = scope == 1 or (len(given) > 1 and given[1].numel() == scope * shared.size)
+        keys_of = [shared] * scope if whole else [_projection(arr(x), proj) for x in pool]
+        if batch > 1:  # with one sample both scopes are the same patches
+            seen["scopes"].add("batch" if whole else "sample")
 
         def compare(stage: str, got: np.ndarray | None, want: np.ndarray, as_set: bool = False) -> None:
             tol = tolerance(dtype, float(np.abs(want).max()) if want.size else 1.0, _ULPS)
@@ -234,15 +254,24 @@ def _measure(ctx: Context) -> WiringMeasurement:
             if not diff <= tol:
                 raise Refuted(WiringViolation(stage, "differs", difference=diff, tolerance=tol, **where))
             seen["diff"] = max(seen["diff"], diff)
-            stages.append(stage)
+            if stage not in stages:
+                stages.append(stage)
 
-        def first_input(name: str, index: int) -> np.ndarray | None:
+        def part(x: np.ndarray | None, s: int) -> np.ndarray | None:
+            """Scope ``s``'s rows of a captured tensor (all of it when it does not split evenly)."""
+            if x is None or scope == 1 or x.shape[0] % scope:
+                return x
+            rows = x.shape[0] // scope
+            return x[s * rows : (s + 1) * rows]
+
+        def first_input(name: str, index: int, s: int) -> np.ndarray | None:
             calls = rec.inputs.get(name)
-            return _flat(calls[0][index]) if calls and len(calls[0]) > index else None
+            return part(_flat(calls[0][index]), s) if calls and len(calls[0]) > index else None
 
-        def first_output(name: str) -> np.ndarray | None:
+        def first_output(name: str, s: int | None = None) -> np.ndarray | None:
             calls = rec.outputs.get(name)
-            return _flat(calls[0]) if calls else None
+            whole = _flat(calls[0]) if calls else None
+            return whole if s is None else part(whole, s)
 
         # Head counts (BEHAVIOR.md 2): cross and self with num_heads, the third with max(1, num_heads // 2).
         heads = {k: int(getattr(ctx.get(head, n), "num_heads", -1)) for k, n in attn_names.items()}
@@ -258,35 +287,38 @@ def _measure(ctx: Context) -> WiringMeasurement:
                     **where,
                 )
             )
-        q = unit(arr(ctx.get(head, "proto_manager.prototypes")))
-        compare("queries", first_input("block", 0), q)
-        compare("keys", first_input("block", 1), keys, True)
         mods = {k: ctx.get(head, n) for k, n in attn_names.items()}
-        compare("cross-query", first_input("cross", 0), q)
-        compare("cross-keys", first_input("cross", 1), keys, True)
-        compare("cross-values", first_input("cross", 2), keys, True)
-        cross = layer_norm(q + attention(q, keys, keys, mods["cross"], "cross_attn"), ctx.get(head, _NORMS[0]), "norm1")
-        compare("cross-out", first_output(_NORMS[0]), cross)
-        for k in range(3):
-            compare(f"self-input-{k}", first_input("self", k), cross)
-        self_out = layer_norm(
-            cross + attention(cross, cross, cross, mods["self"], "self_attn"), ctx.get(head, _NORMS[1]), "norm2"
-        )
-        compare("self-out", first_output(_NORMS[1]), self_out)
-        for k in range(3):
-            compare(f"third-input-{k}", first_input("third", k), self_out)
-        third_out = layer_norm(
-            self_out + attention(self_out, self_out, self_out, mods["third"], third), ctx.get(head, _NORMS[2]), "norm3"
-        )
-        compare("third-out", first_output(_NORMS[2]), third_out)
-        branches = [cross, self_out, third_out]
-        compare("gate-input", first_input("gate", 0), np.concatenate(branches, axis=-1))
+        for s, keys in enumerate(keys_of):
+            compare("queries", first_input("block", 0, s), q)
+            compare("keys", first_input("block", 1, s), keys, True)
+            compare("cross-query", first_input("cross", 0, s), q)
+            compare("cross-keys", first_input("cross", 1, s), keys, True)
+            compare("cross-values", first_input("cross", 2, s), keys, True)
+            cross = layer_norm(
+                q + attention(q, keys, keys, mods["cross"], "cross_attn"), ctx.get(head, _NORMS[0]), "norm1"
+            )
+            compare("cross-out", first_output(_NORMS[0], s), cross)
+            for k in range(3):
+                compare(f"self-input-{k}", first_input("self", k, s), cross)
+            self_out = layer_norm(
+                cross + attention(cross, cross, cross, mods["self"], "self_attn"), ctx.get(head, _NORMS[1]), "norm2"
+            )
+            compare("self-out", first_output(_NORMS[1], s), self_out)
+            for k in range(3):
+                compare(f"third-input-{k}", first_input("third", k, s), self_out)
+            third_out = layer_norm(
+                self_out + attention(self_out, self_out, self_out, mods["third"], third),
+                ctx.get(head, _NORMS[2]),
+                "norm3",
+            )
+            compare("third-out", first_output(_NORMS[2], s), third_out)
+            compare("gate-input", first_input("gate", 0, s), np.concatenate([cross, self_out, third_out], axis=-1))
         u = first_output("block")
         g = first_output("gate")
         if u is None or g is None:
             raise Refuted(WiringViolation("block-out", "not-called", **where))
         captured = [first_output(n) for n in _NORMS]
-        fusion = _fusion([c for c in captured if c is not None], u, q, g)
+        fusion = _fusion([c for c in captured if c is not None], u, np.tile(q, (scope, 1)), g)
         seen["fusion"] = fusion
         if fusion.kind == "per-token" and fusion.residual <= 1e-3:
             a = np.stack([c for c in captured if c is not None], axis=-1)
@@ -311,9 +343,13 @@ def _measure(ctx: Context) -> WiringMeasurement:
         if widths != [(emb_dim, 4 * emb_dim), (4 * emb_dim, emb_dim)]:
             flat = tuple(w for pair in widths for w in pair)
             raise Refuted(WiringViolation("ffn", "widths", shape=flat, expected_shape=(emb_dim, 4 * emb_dim), **where))
-        oracle = layer_norm(u + _ffn(u, ctx.get(head, "ffn")), ctx.get(head, "ffn_norm"), "ffn_norm")
-        got = emb.reshape(-1, *oracle.shape)[0] if emb is not None and emb.size % oracle.size == 0 else emb
-        compare("class-embeddings", got, oracle)
+        for s in range(scope):
+            u_s = part(u, s)
+            assert u_s is not None
+            oracle = layer_norm(u_s + _ffn(u_s, ctx.get(head, "ffn")), ctx.get(head, "ffn_norm"), "ffn_norm")
+            fits = emb is not None and emb.size % oracle.size == 0
+            got = emb.reshape(-1, *oracle.shape)[s if scope > 1 else 0] if fits and emb is not None else emb
+            compare("class-embeddings", got, oracle)
         seen["stages"] = stages
 
     strategy = st.tuples(
@@ -338,6 +374,7 @@ def _measure(ctx: Context) -> WiringMeasurement:
         dtype=seen["dtype"],
         head_counts=seen["heads"],
         fusion=seen["fusion"],
+        scopes=tuple(sorted(seen["scopes"])),
     )
 
 
@@ -368,7 +405,12 @@ def _judge(m: WiringMeasurement) -> Finding:
         return Finding("fail", Msg("attn.wiring.fail", failed))
     if m.cases == 0 or m.fusion is None:
         return Finding("error", Msg("attn.wiring.none", {}))
-    params: dict[str, Any] = {"cases": m.cases, "difference": m.largest_difference, "tolerance": m.tolerance}
+    params: dict[str, Any] = {
+        "cases": m.cases,
+        "difference": m.largest_difference,
+        "tolerance": m.tolerance,
+        "keys": [Msg(f"attn.wiring.scope.{k}") for k in m.scopes or ("single",)],
+    }
     f = m.fusion
     if f.kind == "per-token" and f.residual <= 1e-3:
         return Finding("pass", Msg("attn.wiring.pass", params))
