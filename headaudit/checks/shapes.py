@@ -377,10 +377,12 @@ def _judge_bad_input(m: BadInputMeasurement) -> Finding:
         silent = [_bad_msg(c) for c in m.cases if c.outcome == "silent"]
         return Finding("fail", Msg("shapes.bad-input.fail", {"silent": silent, "cases": listing}))
     if outcomes != {"clear"}:
-        unclear = sum(c.outcome != "clear" for c in m.cases)
-        return Finding(
-            "warn", Msg("shapes.bad-input.warn", {"count": unclear, "total": len(m.cases), "cases": listing})
-        )
+        unclear = [_bad_msg(c) for c in m.cases if c.outcome != "clear"]
+        clear = [_bad_msg(c) for c in m.cases if c.outcome == "clear"]
+        params: dict[str, Any] = {"count": len(unclear), "total": len(m.cases), "unclear": unclear}
+        if clear:
+            return Finding("warn", Msg("shapes.bad-input.warn_some", {**params, "clear": clear}))
+        return Finding("warn", Msg("shapes.bad-input.warn", params))
     return Finding("pass", Msg("shapes.bad-input.pass", {"cases": listing}))
 
 
