@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import io
 import os
+import re
 import signal
 import sys
 import tempfile
@@ -53,11 +54,16 @@ class CheckTimeout(BaseException):
         self.seconds = seconds
 
 
+#: The unique module names :func:`headaudit.subjects.import_file` gives a file (``headaudit_subject_<stem>_<digest>``).
+_SYNTHETIC_MODULE = re.compile(r"\bheadaudit_subject_(\w+?)_[0-9a-f]{16}\b")
+
+
 def describe_exception(exc: BaseException) -> str:
     """``Type: message`` on one line (a multi-line message keeps its first line)."""
     text = str(exc).strip()
     if isinstance(exc, SystemExit):
         text = f"exit code {exc.code!r}" if not text or text == str(exc.code) else text
+    text = _SYNTHETIC_MODULE.sub(r"\1", text)  # the file's own module name, not the loader's unique one
     first = text.splitlines()[0] if text else ""
     more = " ..." if len(text.splitlines()) > 1 else ""
     return f"{type(exc).__name__}: {first}{more}" if first else type(exc).__name__
