@@ -21,7 +21,7 @@ import platform
 import sys
 import weakref
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 import hypothesis
@@ -45,7 +45,7 @@ from headaudit.model import (
     freeze_msg,
     to_evidence,
 )
-from headaudit.names import Missing, closest, split_key, split_module, walk
+from headaudit.names import Missing, NameMap, closest, split_key, split_module, walk
 from headaudit.profiles import Profile
 from headaudit.registry import Check
 from headaudit.sandbox import CheckTimeout, SubjectRaised, captured, describe_exception, time_limit
@@ -107,6 +107,37 @@ def _find(subject: Subject, name: str) -> tuple[bool, str, str | None]:
         return True, actual, None
     near = closest(key[1], keys or ())
     return False, actual, f"{key[0]}[{near}]" if near else None
+
+
+_OWN_NAMES: weakref.WeakKeyDictionary[Subject, Subject] = weakref.WeakKeyDictionary()
+
+
+def own_names(subject: Subject) -> Subject:
+    """``subject`` with only the name maps that concern it.
+
+    The same ``--map`` serves both subjects, and usually only one of them was renamed: an
+    entry whose target this subject lacks while it has the canonical name is dropped for
+    it, so comparing the original file with a renamed copy measures both. Entries whose
+    target is present, or whose two names are both absent (n/a names the mapped one), stay.
+    """
+    if subject in _OWN_NAMES:
+        return _OWN_NAMES[subject]
+    plain = replace(subject, names=NameMap())
+    kept = tuple(
+        (canonical, theirs)
+        for canonical, theirs in subject.names.entries
+        if _present(subject, theirs) or not _present(plain, canonical)
+    )
+    own = subject if kept == subject.names.entries else replace(subject, names=NameMap(kept))
+    _OWN_NAMES[subject] = own
+    return own
+
+
+def _present(subject: Subject, name: str) -> bool:
+    try:
+        return _find(subject, name)[0]
+    except SubjectRaised:  # the loss raised while its keys were listed: nothing to read there
+        return False
 
 
 def resolve(check: Check[Any], subject: Subject) -> tuple[dict[str, str], list[Missing]]:
@@ -224,6 +255,7 @@ def _run_guarded(
     with captured() as output:
         try:
             with time_limit(timeout):
+                subject = own_names(subject)
                 try:
                     resolved, missing = resolve(check, subject)
                 except SubjectRaised as exc:

@@ -28,7 +28,7 @@ from headaudit.names import NameMap, split_key, split_module
 from headaudit.profiles import active_profile
 from headaudit.reference.head_optimal import HeadOptimal
 from headaudit.runner import run_check
-from headaudit.subjects import load_subject, make_subject
+from headaudit.subjects import bundled_reference, load_subject, make_subject
 from tests.conftest import ROLES, SUBJECTS_DIR, LoadSubject, RunCheck
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -238,6 +238,20 @@ def test_a_renamed_method_is_na_with_a_suggestion_and_passes_when_mapped(
         assert check(check_id, mapped, role).verdict == "pass", check_id
 
 
+@pytest.mark.parametrize("role", ROLES)
+def test_a_map_leaves_a_subject_that_keeps_the_original_name_alone(
+    subject: LoadSubject, check: RunCheck, role: str
+) -> None:
+    """One ``--map`` serves both slots: the original file beside a renamed copy is measured as it is."""
+    original = load_subject(str(bundled_reference("head_optimal.py")), names=NameMap(_RENAMED))
+    for check_id in ("ema.standard", "ema.isolation"):
+        assert check(check_id, original, role).verdict == "pass", check_id
+    both_absent = subject("other_terms", (("proto_loss_fn[div_loss]", "proto_loss_fn[diversity]"),))
+    result = check("loss.diversity-value", both_absent, role)
+    assert result.verdict == "n/a"  # neither name there: the mapped one is named
+    assert result.evidence["missing"][0]["looked_for"] == "proto_loss_fn[diversity]"
+
+
 def test_maps_from_the_command_line_and_from_pyproject(tmp_path: Path) -> None:
     renamed = str(SUBJECTS_DIR / "renamed_ema.py")
     args = ["report", "--only", "ema.standard", "--candidate", renamed, "--format", "json"]
@@ -340,6 +354,22 @@ def test_same_named_siblings_of_two_subjects_do_not_mix(tmp_path: Path) -> None:
     two = load_subject(str(tmp_path / "two" / "head.py"))
     assert (one.head_cls.mark, two.head_cls.mark) == ("one", "two")
     assert not _pycache(tmp_path)
+
+
+def test_messages_name_the_file_s_module_not_the_loader_s(tmp_path: Path, check: RunCheck) -> None:
+    """A subject's exception quotes ``head.HeadOptimal``, never the unique name the loader gave the module."""
+    (tmp_path / "head.py").write_text(
+        "from headaudit.reference.head_optimal import Head as _H\n"
+        "class Head(_H):\n"
+        "    def __init__(self, *args, var_threshold=None, **kwargs):\n"
+        "        if var_threshold is not None:\n"
+        "            raise TypeError(f'{type(self).__module__}.Head refuses var_threshold')\n"
+        "        super().__init__(*args, **kwargs)\n"
+    )
+    result = check("compat.constructor", load_subject(str(tmp_path / "head.py") + ":Head"), "candidate")
+    text = result.summary("en")
+    assert "head.Head refuses" in text, text
+    assert "headaudit_subject_" not in text, text
 
 
 def test_the_console_script_loads_a_head_with_a_sibling_import(tmp_path: Path) -> None:
