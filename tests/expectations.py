@@ -99,6 +99,8 @@ HAND_MADE_ENGINEERING: list[tuple[str, str, str]] = [
     ("batch_standardised", "shapes.global-3d", "pass"),
     ("per_sample_attention", "shapes.batch-independence", "pass"),
     ("per_sample_attention", "shapes.permutation", "pass"),
+    ("per_sample_attention", "attn.wiring", "pass"),  # each sample attends to its own patches
+    ("per_sample_attention:RawQueries", "attn.wiring", "fail"),  # the same, unnormalised queries
     ("positional_batch", "shapes.permutation", "fail"),
     ("dtype_follows", "shapes.dtype", "pass"),
     ("validating_head", "shapes.bad-input", "pass"),
@@ -193,6 +195,9 @@ HAND_MADE_CONTRACTS: list[tuple[str, str, str]] = [
     ("cluster_inverse", "loss.cluster-nearest", "pass"),
     ("cluster_over_all_classes", "loss.cluster-scale", "fail"),  # only with a class absent
     ("cluster_over_all_classes", "loss.cluster-nearest", "pass"),
+    ("diagnostic_key", "loss.terms-sum", "pass"),  # a new term summed, a diagnostic left out: named
+    ("diagnostic_key:SumsDiagnostic", "loss.terms-sum", "fail"),  # no fixed set of keys sums to proto_loss
+    ("validating_head", "manager.layout", "pass"),  # it refuses num_prototypes=0: stated, not an error
     ("class_weight_from_labels", "loss.cluster-scale", "pass"),  # its weight helper takes labels: stated
     ("sep_similarity", "loss.separation-value", "fail"),
     ("sep_similarity", "loss.cluster-nearest", "pass"),
@@ -230,12 +235,12 @@ MUST_FAIL_CONTRACTS: dict[str, tuple[str, ...]] = {
     "forward.similarity": ("sim_dot",),
     "forward.aggregation": ("agg_mean",),
     "forward.contract": ("eval_loss", "cut_graph"),
-    "loss.terms-sum": ("proto_sum_missing",),
+    "loss.terms-sum": ("proto_sum_missing", "diagnostic_key:SumsDiagnostic"),
     "loss.cluster-nearest": ("cluster_all_slots",),
     "loss.cluster-scale": ("cluster_inverse", "cluster_over_all_classes"),
     "loss.separation-value": ("sep_similarity",),
     "loss.diversity-value": ("div_threshold",),
-    "attn.wiring": ("self_reads_input",),
+    "attn.wiring": ("self_reads_input", "per_sample_attention:RawQueries"),
     "manager.layout": ("layout_counts",),
     "manager.expand": ("expand_overwrites",),
 }
