@@ -46,7 +46,7 @@ from headaudit.model import Report
 from headaudit.profiles import Profile
 from headaudit.registry import Check
 from headaudit.sandbox import SubjectRaised
-from headaudit.subjects import Subject
+from headaudit.subjects import Subject, importable
 
 __all__ = ["CHART_KEYS", "Shared", "chart_result", "perf_checks", "run_shared", "section_extra", "shared_checks"]
 
@@ -121,7 +121,7 @@ def run_shared(
         name = _name(subject, set(factories))
         factories[name], names[id(subject)], built[id(subject)] = factory, name, smoke
     try:
-        with perf.importable([reference, *subjects.values()]):
+        with importable([reference, *subjects.values()]):
             result = run_bench(
                 factories, reference=perf.REFERENCE, device=device, seed=seed, config=config, progress=progress
             )

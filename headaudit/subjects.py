@@ -29,7 +29,7 @@ import importlib
 import importlib.util
 import os
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -50,6 +50,7 @@ __all__ = [
     "default_specs",
     "display_path",
     "import_file",
+    "importable",
     "load_subject",
     "locate_file",
     "make_subject",
@@ -337,3 +338,54 @@ def make_subject(
     with captured() as output:
         probed = _probe(cls, names)
     return _subject(cls.__qualname__, source, module, cls, probed, names, output.combined())
+
+
+def _defining_globals(head: Any) -> Iterator[dict[str, Any]]:
+    """The globals of every function defined on the classes of ``head``'s modules."""
+    modules = head.modules() if hasattr(head, "modules") and callable(head.modules) else [head]
+    for module in modules:
+        for cls in type(module).__mro__:
+            for value in vars(cls).values():
+                fn = getattr(value, "__func__", value)
+                found = getattr(fn, "__globals__", None)
+                if isinstance(found, dict):
+                    yield found
+
+
+@contextlib.contextmanager
+def importable(subjects: Iterable[Subject]) -> Iterator[None]:
+    """Make the subjects' modules importable by name for the block, then forget them.
+
+    A subject file is loaded without staying in ``sys.modules`` (see
+    :mod:`headaudit.subjects`), but ``torch._dynamo`` imports the module of every
+    function it inlines by name (``importlib.import_module(f_globals["__name__"])``)
+    and fails with ``ModuleNotFoundError`` otherwise. Each module the head's classes
+    were defined in (the file, and siblings it imported) is put back under its name for
+    the block; names already in ``sys.modules`` are left alone.
+    """
+    added: list[str] = []
+    try:
+        for subject in subjects:
+            candidates: dict[str, ModuleType] = {subject.module.__name__: subject.module}
+            for namespace in _defining_globals(subject.probe):
+                name = namespace.get("__name__")
+                if isinstance(name, str) and name not in candidates:
+                    shell = ModuleType(name)
+                    shell.__dict__.update(namespace)
+                    candidates[name] = shell
+            for name in list(candidates):
+                parts = name.split(".")
+                for cut in range(1, len(parts)):  # a package's parents, as import_module reaches them
+                    parent = ".".join(parts[:cut])
+                    if parent not in candidates:
+                        shell = ModuleType(parent)
+                        shell.__path__ = []
+                        candidates[parent] = shell
+            for name, module in candidates.items():
+                if name not in sys.modules:
+                    sys.modules[name] = module
+                    added.append(name)
+        yield
+    finally:
+        for name in added:
+            sys.modules.pop(name, None)

@@ -40,7 +40,7 @@ from headaudit.profiles import active_profile
 from headaudit.render.performance import render_bench_markdown, render_performance
 from headaudit.runner import run_audit
 from headaudit.sandbox import SubjectRaised
-from headaudit.subjects import Subject, load_subject
+from headaudit.subjects import Subject, importable, load_subject
 from tests.conftest import ROLES, SUBJECTS_DIR, LoadSubject, RunCheck
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -307,7 +307,7 @@ def test_importable_puts_the_subject_module_back_for_dynamo_only() -> None:
     loaded = load_subject(str(SUBJECTS_DIR / "perf_vectorised.py"))
     name = loaded.module.__name__
     assert name not in sys.modules
-    with perf.importable([loaded]):
+    with importable([loaded]):
         assert sys.modules[name] is loaded.module
     assert name not in sys.modules
 

@@ -33,7 +33,7 @@ from headaudit.messages import Msg
 from headaudit.model import Finding
 from headaudit.registry import Check
 from headaudit.sandbox import call_subject
-from headaudit.subjects import display_path
+from headaudit.subjects import display_path, importable
 
 __all__ = ["CHECKS", "ORDER", "normalise_reason"]
 
@@ -99,7 +99,8 @@ def _trace(ctx: Context, num_classes: int) -> Trace:
     labels = covering_labels(_BATCH, num_classes, gen)
     forward = ctx.get(head, "forward")
     call_subject("forward", forward, pool, img, labels)  # eagerly first: the subject's own errors are its own
-    found = graph_breaks(forward, pool, img, labels, num_classes=num_classes, batch=_BATCH)
+    with importable([ctx.subject]):  # dynamo imports, by name, the module of every function it traces
+        found = graph_breaks(forward, pool, img, labels, num_classes=num_classes, batch=_BATCH)
     merged: dict[tuple[str, str | None, int | None], int] = {}
     for r in found.reasons:
         key = (normalise_reason(r.reason), r.file, r.line)

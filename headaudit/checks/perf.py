@@ -47,12 +47,9 @@ dynamo), host-syncs nothing without CUDA.
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import itertools
-import sys
-import types
-from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -71,7 +68,7 @@ from headaudit.model import Finding
 from headaudit.profiles import Profile
 from headaudit.registry import Check
 from headaudit.sandbox import SubjectRaised, call_subject
-from headaudit.subjects import Subject, bundled_reference, load_subject
+from headaudit.subjects import Subject, bundled_reference, importable, load_subject
 
 __all__ = [
     "CHECKS",
@@ -84,7 +81,6 @@ __all__ = [
     "StepTimeMeasurement",
     "Timing",
     "host_syncs_from",
-    "importable",
     "op_count_from",
     "per_class_costs",
     "prepare",
@@ -146,49 +142,6 @@ def prepare(ctx: Context) -> tuple[HeadFactory, Built]:
         return _build(ctx, num_classes, emb_dim).head
 
     return factory, built
-
-
-def _defining_globals(head: Any) -> Iterator[dict[str, Any]]:
-    """The globals of every function defined on the classes of ``head``'s modules."""
-    modules = head.modules() if isinstance(head, nn.Module) else [head]
-    for module in modules:
-        for cls in type(module).__mro__:
-            for value in vars(cls).values():
-                fn = getattr(value, "__func__", value)
-                found = getattr(fn, "__globals__", None)
-                if isinstance(found, dict):
-                    yield found
-
-
-@contextlib.contextmanager
-def importable(subjects: Iterable[Subject]) -> Iterator[None]:
-    """Make the subjects' modules importable by name for the block, then forget them.
-
-    A subject file is loaded without staying in ``sys.modules`` (see
-    :mod:`headaudit.subjects`), but ``torch._dynamo`` imports the module of every
-    function it inlines by name (``importlib.import_module(f_globals["__name__"])``)
-    and fails with ``ModuleNotFoundError`` otherwise. Each module the head's classes
-    were defined in (the file, and siblings it imported) is put back under its name for
-    the block; names already in ``sys.modules`` are left alone.
-    """
-    added: list[str] = []
-    try:
-        for subject in subjects:
-            candidates: dict[str, types.ModuleType] = {subject.module.__name__: subject.module}
-            for namespace in _defining_globals(subject.probe):
-                name = namespace.get("__name__")
-                if isinstance(name, str) and name not in candidates:
-                    shell = types.ModuleType(name)
-                    shell.__dict__.update(namespace)
-                    candidates[name] = shell
-            for name, module in candidates.items():
-                if name not in sys.modules:
-                    sys.modules[name] = module
-                    added.append(name)
-        yield
-    finally:
-        for name in added:
-            sys.modules.pop(name, None)
 
 
 def timing_devices() -> tuple[str, ...]:
