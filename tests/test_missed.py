@@ -276,6 +276,91 @@ def test_a_forward_defined_in_another_file_is_not_applicable(tmp_path: Path, che
     assert result.evidence["elsewhere"] == "class"
 
 
+_PACKAGE = {
+    "__init__.py": "",
+    "layers.py": """
+import torch
+from torch import nn
+
+
+class Manager(nn.Module):
+    def __init__(self, num_classes):
+        super().__init__()
+        self.num_classes = num_classes
+        self.protos = nn.Parameter(torch.randn(num_classes, 4))
+        self.register_buffer("counts", torch.ones(num_classes))
+
+    def indices(self):
+        return [int(self.counts[c].item()) for c in range(self.num_classes)]
+
+    def expand(self, c, v):
+        self.protos.data[c] = v
+""",
+    "losses.py": """
+import torch
+from torch import nn
+
+
+class Loss(nn.Module):
+    def __init__(self, num_classes):
+        super().__init__()
+        self.num_classes = num_classes
+
+    def forward(self, sims, labels):
+        total = torch.zeros((), dtype=sims.dtype)
+        for c in range(self.num_classes):
+            for o in range(self.num_classes):
+                total = total + sims[:, o].mean() * (o != c)
+        return total
+""",
+    "head.py": """
+from torch import nn
+
+from .layers import Manager
+from .losses import Loss
+
+
+class Head(nn.Module):
+    def __init__(self, num_classes, emb_dim, num_heads, img_feat_dim, **kwargs):
+        super().__init__()
+        self.proj = nn.Linear(img_feat_dim, num_classes)
+        self.proto_manager = Manager(num_classes)
+        self.proto_loss_fn = Loss(num_classes)
+
+    def forward(self, pool_img_features, img_features, labels=None):
+        self.proto_manager.indices()
+        logits = self.proj(img_features)
+        if self.training and labels is not None:
+            return logits, self.proto_loss_fn(logits, labels)
+        return logits, logits.new_zeros(())
+""",
+}
+
+
+@pytest.mark.parametrize("role", ROLES)
+def test_a_head_split_over_a_package_is_scanned_and_traced_whole(tmp_path: Path, check: RunCheck, role: str) -> None:
+    """The manager and the loss live in sibling modules: their host reads, loops and writes are found."""
+    package = tmp_path / "splitpkg"
+    package.mkdir()
+    for name, text in _PACKAGE.items():
+        (package / name).write_text(text)
+    subject = load_subject(f"{package / 'head.py'}:Head")
+    syncs = check("static.host-syncs", subject, role)
+    assert syncs.verdict == "fail", syncs.summary("en")
+    assert any(s["file"].endswith("layers.py") and ".item()" in s["source"] for s in syncs.evidence["sites"])
+    loops = check("static.class-loops", subject, role)
+    assert loops.verdict == "fail"
+    deepest = max(loops.evidence["sites"], key=lambda s: s["depth"])
+    assert (deepest["depth"], Path(deepest["file"]).name) == (2, "losses.py")
+    writes = check("static.data-writes", subject, role)
+    assert writes.verdict == "warn", writes.summary("en")
+    assert [Path(s["file"]).name for s in writes.evidence["sites"]] == ["layers.py"]
+    assert [Path(f).name for f in writes.evidence["files"]] == ["head.py", "layers.py", "losses.py"]
+    traced = check("compile.graph-breaks", subject, role)  # dynamo imports the package's modules by name
+    assert traced.verdict in ("pass", "fail"), traced.summary("en")
+    assert not [m for m in sys.modules if m.split(".")[0] == "splitpkg"]
+
+
 # --- judges on hand-made measurements -----------------------------------------------------------
 
 

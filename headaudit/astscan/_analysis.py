@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import ast
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import asdict
 from pathlib import Path
 
@@ -123,7 +123,11 @@ def _refs(index: _Index, analysis: _Analysis) -> tuple[FunctionRef, ...]:
         if ident not in seen:
             fn = ctx.fn
             seen[ident] = FunctionRef(
-                _qualname(key[0], key[1]), index.filename, fn.lineno, fn.end_lineno or fn.lineno, ctx.via
+                _qualname(key[0], key[1]),
+                index.file_of(key[0]).filename,
+                fn.lineno,
+                fn.end_lineno or fn.lineno,
+                ctx.via,
             )
     return tuple(sorted(seen.values(), key=lambda r: (r.file, r.line, r.qualname)))
 
@@ -193,15 +197,23 @@ def scan(
     return tuple(_scan_index(index, functions, _check_rules(rules)))
 
 
-def analyze(source: str, filename: str, head_class: str, rules: Iterable[str] = RULES) -> StaticAnalysis:
+def analyze(
+    source: str,
+    filename: str,
+    head_class: str,
+    rules: Iterable[str] = RULES,
+    extra: Sequence[tuple[str, str]] = (),
+) -> StaticAnalysis:
     """The forward path of ``head_class``, its findings, and every finding of the file.
 
     A function on the forward path keeps the findings of the forward analysis in
     ``file_findings`` too (``on_forward_path=True``); the others come from analysing
-    every function of the file (``on_forward_path=False``).
+    every function of the file (``on_forward_path=False``). ``extra`` files lend their
+    classes (see :class:`_Index`): the forward path follows calls into them, and their
+    methods count as functions of the file.
     """
     chosen = _check_rules(rules)
-    index = _Index(source, filename)
+    index = _Index(source, filename, extra)
     analysis = _forward_analysis(index, head_class)
     path = _refs(index, analysis)
     on_path = {ref.qualname for ref in path}
@@ -226,9 +238,11 @@ def list_functions(source: str, filename: str) -> tuple[FunctionRef, ...]:
     return tuple(sorted(refs, key=lambda r: (r.file, r.line, r.qualname)))
 
 
-def analyze_file(path: str | Path, head_class: str, rules: Iterable[str] = RULES) -> StaticAnalysis:
-    """:func:`analyze` on a file."""
-    return analyze(*read_source(path), head_class, rules)
+def analyze_file(
+    path: str | Path, head_class: str, rules: Iterable[str] = RULES, extra: Iterable[str | Path] = ()
+) -> StaticAnalysis:
+    """:func:`analyze` on a file, with the classes of the ``extra`` files."""
+    return analyze(*read_source(path), head_class, rules, tuple(read_source(p) for p in extra))
 
 
 def forward_path_in_file(path: str | Path, head_class: str) -> tuple[FunctionRef, ...]:

@@ -58,10 +58,10 @@ class _Frame(_Evaluator):
 
     def _report(self, rule: str, node: ast.AST, kind: str, detail: str, depth: int = 0) -> None:
         line = getattr(node, "lineno", 0)
+        src = self.index.file_of(self.ctx.key[0])
         self.findings.append(
-            Finding(rule, self.index.filename, line, self.index.col(node), self.index.text(line), kind, detail,
-                    self.qualname, depth)
-        )  # fmt: skip
+            Finding(rule, src.filename, line, src.col(node), src.text(line), kind, detail, self.qualname, depth)
+        )
 
     # -- statements ------------------------------------------------------------------
     def _block(self, body: Sequence[ast.stmt], depth: int) -> None:

@@ -70,11 +70,19 @@ def _top_level(body: Sequence[ast.stmt]) -> Iterator[ast.stmt]:
 
 
 class _Index:
-    """The parsed file: classes, module functions, import aliases, C3 method lookup."""
+    """The parsed file: classes, module functions, import aliases, C3 method lookup.
 
-    def __init__(self, source: str, filename: str) -> None:
+    ``extra`` files (``(source, filename)``) lend their classes to the index: the head's
+    submodules defined in sibling files of the user's own code are followed like in-file
+    classes, and their findings keep their own file and lines (:meth:`file_of`). The
+    file's own classes win a name clash; the extra files' imports fill in aliases the file
+    does not define.
+    """
+
+    def __init__(self, source: str, filename: str, extra: Sequence[tuple[str, str]] = ()) -> None:
         self.source = source
         self.filename = filename
+        self.home: dict[str, _Index] = {}
         self.tree = _parse(source, filename)
         self.lines = source.splitlines()
         self.classes: dict[str, _ClassInfo] = {}
@@ -99,6 +107,18 @@ class _Index:
                 for alias in node.names:
                     self.aliases[alias.asname or alias.name] = f"{node.module}.{alias.name}"
         self._mro: dict[str, tuple[str, ...]] = {}
+        for other_source, other_name in extra:
+            other = _Index(other_source, other_name)
+            for name, info in other.classes.items():
+                if name not in self.classes:
+                    self.classes[name] = info
+                    self.home[name] = other
+            for imported, target in other.aliases.items():
+                self.aliases.setdefault(imported, target)
+
+    def file_of(self, cls: str | None) -> _Index:
+        """The index of the file that defines class ``cls`` (this file for module functions)."""
+        return self.home.get(cls, self) if cls else self
 
     def mro(self, name: str) -> tuple[str, ...]:
         """In-file classes of ``name``'s MRO (C3; depth-first if C3 fails; cycles cut)."""

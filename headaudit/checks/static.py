@@ -17,9 +17,12 @@ and its submodules. The engine's rules are documented in :mod:`headaudit.astscan
   (it bypasses autograd while a step runs), ``warn`` when they are only outside it
   (update methods under ``no_grad``), ``pass`` when there is none.
 
-The scan covers one file: when the head class or its ``forward`` is defined in another
-file (a subclass of an imported head), the verdict is ``n/a`` naming that file. Calls
-into other files are not followed; the evidence lists the functions scanned.
+The scan starts in the subject file: when the head class or its ``forward`` is defined in
+another file (a subclass of an imported head), the verdict is ``n/a`` naming that file.
+Classes of the head's submodules defined in other files of the user's own code (its
+folder, or its package) are followed like in-file classes, so a head split over a package
+is scanned whole; installed packages and this tool are not. The evidence lists the files
+and the functions scanned.
 
 Cost: well under a second per subject.
 """
@@ -39,6 +42,8 @@ from headaudit.registry import Check
 from headaudit.subjects import display_path
 
 __all__ = ["CHECKS", "ORDER", "StaticMeasurement", "measure_static"]
+
+_TOOL = Path(__file__).resolve().parents[1]  # the headaudit package (bundled references included)
 
 
 @dataclass(frozen=True)
@@ -70,6 +75,7 @@ class StaticMeasurement:
     scope: tuple[str, ...] = ()  # classes whose off-path writes count (data-writes)
     elsewhere: str | None = None  # "class" or "forward": defined in another file (n/a)
     defined_in: str | None = None
+    files: tuple[str, ...] = ()  # the files scanned: the subject's, then sibling files of its submodules
 
 
 def _code_file(obj: Any) -> Path | None:
@@ -110,12 +116,34 @@ def _site(f: AstFinding, file: str, rule: str) -> Site:
     )
 
 
-def _head_classes(ctx: Context) -> set[str]:
-    """In-file classes the head is made of: the classes of its modules and their bases."""
-    module = ctx.subject.module.__name__
+def _head_classes(ctx: Context, files: set[Path]) -> set[str]:
+    """Classes the head is made of, defined in the scanned ``files``: its modules' classes and bases."""
     probe = ctx.subject.probe
     parts = probe.modules() if hasattr(probe, "modules") else [probe]
-    return {k.__name__ for m in parts for k in type(m).__mro__ if k.__module__ == module}
+    return {k.__name__ for m in parts for k in type(m).__mro__ if _class_file(k) in files}
+
+
+def _own_code(path: Path, root: Path) -> bool:
+    """A file of the user's own code: under ``root``, outside installed packages and this tool."""
+    if not path.is_file() or not path.is_relative_to(root):
+        return False
+    installed = {"site-packages", "dist-packages"}
+    return not installed & set(path.parts) and not path.is_relative_to(_TOOL)
+
+
+def _sibling_files(ctx: Context, path: Path) -> tuple[Path, ...]:
+    """Other files of the user's own code that define classes of the head's submodules.
+
+    A head split over a package (or over sibling modules) keeps its loss and manager in
+    other files; the forward path follows them, so their host reads and loops are seen.
+    """
+    root = path.parent
+    while (root / "__init__.py").is_file() and root.parent != root:
+        root = root.parent
+    probe = ctx.subject.probe
+    parts = probe.modules() if hasattr(probe, "modules") else [probe]
+    found = {_class_file(k) for m in parts for k in type(m).__mro__}
+    return tuple(sorted(f for f in found if f is not None and f != path and _own_code(f, root)))
 
 
 def measure_static(ctx: Context, rule: str) -> StaticMeasurement:
@@ -126,10 +154,11 @@ def measure_static(ctx: Context, rule: str) -> StaticMeasurement:
     for what, where in (("class", _class_file(cls)), ("forward", _defining_file(cls, "forward"))):
         if where is not None and where != path:
             return StaticMeasurement(rule, shown, cls.__name__, (), (), elsewhere=what, defined_in=display_path(where))
-    analysis = analyze_file(path, cls.__name__, rules=(rule,))
+    siblings = _sibling_files(ctx, path)
+    analysis = analyze_file(path, cls.__name__, rules=(rule,), extra=siblings)
     scope: tuple[str, ...] = ()
     if rule == "data-writes":
-        classes = _head_classes(ctx)
+        classes = _head_classes(ctx, {path, *siblings})
         scope = tuple(sorted(classes))
         pool = [
             f
@@ -143,8 +172,9 @@ def measure_static(ctx: Context, rule: str) -> StaticMeasurement:
         file=shown,
         head_class=cls.__name__,
         forward_path=tuple(ref.qualname for ref in analysis.forward_path),
-        sites=tuple(_site(f, shown, rule) for f in pool),
+        sites=tuple(_site(f, shown if Path(f.file) == path else display_path(Path(f.file)), rule) for f in pool),
         scope=scope,
+        files=(shown, *(display_path(f) for f in siblings)),
     )
 
 
