@@ -143,8 +143,13 @@ def parse_map(items: Iterable[str], origin: str = "--map") -> tuple[tuple[str, s
                 f"{origin} entry {item!r} maps a {_kind(canonical)} name to a {_kind(theirs)} name; "
                 "map attributes to attributes, source[key] to source[key], module:Name to module:Name"
             )
+        earlier = next((t for c, t in out if c == canonical), None)
+        if earlier is not None and earlier != theirs:
+            raise ConfigError(
+                f"{origin} maps {canonical!r} twice ({earlier!r} and {theirs!r}); give one target per name"
+            )
         out.append((canonical, theirs))
-    return tuple(out)
+    return tuple(dict.fromkeys(out))
 
 
 def _names_on(obj: Any) -> list[str]:
@@ -158,6 +163,18 @@ def closest(word: str, candidates: Iterable[str]) -> str | None:
     """The candidate most like ``word`` (difflib ratio >= 0.6), or None."""
     found = difflib.get_close_matches(word, list(candidates), n=1, cutoff=0.6)
     return found[0] if found else None
+
+
+def closest_key(word: str, candidates: Iterable[str]) -> str | None:
+    """:func:`closest` for loss-dict keys, compared without the ``_loss`` every term ends in
+    (``div_loss`` is not "close" to ``sep_loss``)."""
+
+    def stem(key: str) -> str:
+        return key.removesuffix("_loss") or key
+
+    by_stem = {stem(c): c for c in candidates}
+    near = closest(stem(word), by_stem)
+    return by_stem[near] if near is not None else None
 
 
 @dataclass(frozen=True)
@@ -193,5 +210,5 @@ def walk(obj: Any, path: str) -> tuple[bool, Any, str | None]:
 
 def missing_key(source: str, key: str, keys: Mapping[str, Any] | Iterable[str]) -> str | None:
     """The nearest existing ``source[key]`` name to a missing key, or None."""
-    near = closest(key, list(keys))
+    near = closest_key(key, list(keys))
     return f"{source}[{near}]" if near else None

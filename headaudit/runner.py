@@ -45,7 +45,7 @@ from headaudit.model import (
     freeze_msg,
     to_evidence,
 )
-from headaudit.names import Missing, NameMap, closest, split_key, split_module, walk
+from headaudit.names import Missing, NameMap, closest, closest_key, split_key, split_module, walk
 from headaudit.profiles import Profile
 from headaudit.registry import Check
 from headaudit.sandbox import CheckTimeout, SubjectRaised, captured, describe_exception, time_limit
@@ -105,7 +105,7 @@ def _find(subject: Subject, name: str) -> tuple[bool, str, str | None]:
     keys = _keys(subject, key[0])
     if keys is not None and key[1] in keys:
         return True, actual, None
-    near = closest(key[1], keys or ())
+    near = closest_key(key[1], keys or ())
     return False, actual, f"{key[0]}[{near}]" if near else None
 
 
@@ -181,7 +181,9 @@ def _missing_finding(missing: Sequence[Missing]) -> tuple[Finding, Json]:
             parts.append(Msg(f"{key}_suggest", {**params, "suggestion": m.suggestion}))
         else:
             parts.append(Msg(key, params))
-    return Finding("n/a", Msg("common.missing", {"names": parts})), {"missing": [m.to_dict() for m in missing]}
+    in_file = all(split_module(m.looked_for) for m in missing)  # the file lacks them, not the head
+    key = "common.missing_in_file" if in_file else "common.missing"
+    return Finding("n/a", Msg(key, {"names": parts})), {"missing": [m.to_dict() for m in missing]}
 
 
 def _settings_finding(check: Check[Any], subject: Subject) -> tuple[Finding, Json] | None:

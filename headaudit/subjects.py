@@ -39,10 +39,11 @@ from typing import Any
 from headaudit.build import construct
 from headaudit.errors import SubjectError
 from headaudit.model import SubjectInfo
-from headaudit.names import NameMap
+from headaudit.names import NameMap, walk
 from headaudit.sandbox import CheckTimeout, SubjectRaised, captured, describe_exception, time_limit
 
 __all__ = [
+    "FAMILY_NAMES",
     "HEAD_CLASS_NAMES",
     "SMOKE_SIZES",
     "Subject",
@@ -236,7 +237,8 @@ def _load_module(target: str, label: str) -> tuple[Path, ModuleType]:
         module = importlib.import_module(target)
     except (Exception, SystemExit) as exc:
         raise SubjectError(
-            f"{label} {target!r} is neither a file nor an importable module ({describe_exception(exc)})"
+            f"{label} {target!r} is neither a file nor an importable module ({describe_exception(exc)}); "
+            "give the path of the .py file, or put its folder on PYTHONPATH"
         ) from exc
     file = getattr(module, "__file__", None)
     if not file:
@@ -283,6 +285,27 @@ def _probe(cls: type, names: NameMap) -> tuple[Any, tuple[int, int, int, int]]:
     raise SubjectError(f"{call} raised {first.detail}; the head cannot be built at any of the small sizes tried")
 
 
+#: Parts every head of this family has at least one of (BEHAVIOR.md; after the user's maps).
+FAMILY_NAMES = (
+    "proto_manager",
+    "proto_loss_fn",
+    "mixed_attn",
+    "forward_features",
+    "compute_similarities",
+    "aggregate_similarities",
+)
+
+
+def _require_family(probe: Any, cls: type, names: NameMap, what: str) -> None:
+    """Refuse a class that is not a head of this family (a loss or a block picked by mistake)."""
+    if any(walk(probe, names.apply(n))[0] for n in FAMILY_NAMES):
+        return
+    raise SubjectError(
+        f"{what} is not a head of this family: it has none of {', '.join(FAMILY_NAMES)}; "
+        "name the head class as FILE:CLASS, or map renamed parts with --map CANONICAL=THEIRS"
+    )
+
+
 def load_subject(
     spec: str,
     label: str = "subject",
@@ -304,6 +327,7 @@ def load_subject(
                 probe, sizes = _probe(cls, names)
             except SubjectError as exc:
                 raise SubjectError(f"{label} head from {display_path(path)!r}: {exc}") from exc
+            _require_family(probe, cls, names, f"{label} class {cls.__name__!r} from {display_path(path)!r}")
     except CheckTimeout as exc:
         raise SubjectError(f"loading {label} {spec!r} {exc} (raise --timeout if it is just slow)") from None
     return _subject(spec, path, module, cls, (probe, sizes), names, output.combined())

@@ -66,6 +66,11 @@ def test_json_and_chinese_outputs() -> None:
         (["report", "--seed", "-1"], "outside 0..2**32-1"),
         (["report", "--timeout", "0"], "must be more than 0 seconds"),
         (["report", "--map", "nonsense"], "is not CANONICAL=THEIRS"),
+        (["report", "--map", "a.b=c.d", "--map", "a.b=e.f"], "maps 'a.b' twice"),
+        (
+            ["report", "--candidate", f"{ROOT / 'reference' / 'head.py'}:BalancedPrototypeLoss"],
+            "is not a head of this family",
+        ),
         (["frobnicate"], "invalid choice"),
         ([], "no command given"),
     ],

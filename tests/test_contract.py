@@ -24,7 +24,7 @@ from headaudit.claims import CLAIMS, judge_claim
 from headaudit.context import Context
 from headaudit.messages import Msg
 from headaudit.model import Result
-from headaudit.names import NameMap, split_key, split_module
+from headaudit.names import NameMap, closest_key, split_key, split_module
 from headaudit.profiles import active_profile
 from headaudit.reference.head_optimal import HeadOptimal
 from headaudit.runner import run_check
@@ -160,7 +160,14 @@ def test_other_loss_terms_are_na_with_a_suggestion(subject: LoadSubject, check: 
     assert result.verdict == "n/a"
     names = {m["name"]: m["suggestion"] for m in result.evidence["missing"]}
     assert set(names) == {"proto_loss_fn[div_loss]", "proto_loss_fn[contrastive_loss]"}
-    assert "closest existing" in result.summary("en")
+    # align_loss and spread_loss are other terms, not renames: no "closest" (every key ends in _loss)
+    assert set(names.values()) == {None}
+    assert "closest existing" not in result.summary("en")
+
+
+def test_a_renamed_loss_key_is_suggested() -> None:
+    assert closest_key("contrastive_loss", ["cluster_loss", "contrast_loss", "proto_loss"]) == "contrast_loss"
+    assert closest_key("div_loss", ["sep_loss", "cluster_loss"]) is None
 
 
 def test_an_undeclared_name_is_the_check_s_own_error(references: dict[str, Any]) -> None:

@@ -110,6 +110,7 @@ def test_a_missing_module_name_is_na_naming_it(check: RunCheck, role: str) -> No
     assert result.evidence["missing"] == [
         {"name": "module:Head", "looked_for": "module:Head", "suggestion": "module:Heads"}
     ]
+    assert result.summary("en").startswith("the subject file defines no `module:Head`")  # the file, not the head
     mapped = make_subject(HeadOptimal, module=module, names=NameMap((("module:Head", "module:Heads"),)))
     assert check("compat.forward", mapped, role).verdict == "fail"  # HeadOptimal returns three values
 
