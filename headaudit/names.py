@@ -159,22 +159,42 @@ def _names_on(obj: Any) -> list[str]:
     return sorted(names)
 
 
+def _distinct(word: str, other: str) -> tuple[str, str]:
+    """The two names without the ``_``-separated words they begin and end with in common,
+    when both keep something (``compute_contrastive_loss`` vs ``compute_cluster_loss`` are
+    compared as ``contrastive`` vs ``cluster``; ``momentum_update`` vs
+    ``momentum_update_fixed`` stay whole)."""
+    a, b = word.split("_"), other.split("_")
+    lead = 0
+    while lead < min(len(a), len(b)) and a[lead] == b[lead]:
+        lead += 1
+    tail = 0
+    while tail < min(len(a), len(b)) - lead and a[-1 - tail] == b[-1 - tail]:
+        tail += 1
+    core_a, core_b = a[lead : len(a) - tail], b[lead : len(b) - tail]
+    if core_a and core_b:
+        return "_".join(core_a), "_".join(core_b)
+    return word, other
+
+
 def closest(word: str, candidates: Iterable[str]) -> str | None:
-    """The candidate most like ``word`` (difflib ratio >= 0.6), or None."""
-    found = difflib.get_close_matches(word, list(candidates), n=1, cutoff=0.6)
-    return found[0] if found else None
+    """The candidate most like ``word``, or None.
+
+    Likeness is difflib's ratio (at least 0.6) on what tells the names apart: the words
+    both begin or end with (``compute_``, ``_loss``) are set aside first, so ``div_loss``
+    is not offered for ``sep_loss`` nor ``compute_cluster_loss`` for ``compute_contrastive_loss``.
+    """
+    best, score = None, 0.6
+    for candidate in sorted(set(candidates)):
+        ratio = difflib.SequenceMatcher(None, *_distinct(word, candidate)).ratio()
+        if ratio > score or (ratio == score and best is None):
+            best, score = candidate, ratio
+    return best
 
 
 def closest_key(word: str, candidates: Iterable[str]) -> str | None:
-    """:func:`closest` for loss-dict keys, compared without the ``_loss`` every term ends in
-    (``div_loss`` is not "close" to ``sep_loss``)."""
-
-    def stem(key: str) -> str:
-        return key.removesuffix("_loss") or key
-
-    by_stem = {stem(c): c for c in candidates}
-    near = closest(stem(word), by_stem)
-    return by_stem[near] if near is not None else None
+    """:func:`closest` for loss-dict keys (the same rule; kept for its callers' clarity)."""
+    return closest(word, candidates)
 
 
 @dataclass(frozen=True)

@@ -156,13 +156,24 @@ def test_other_loss_terms_are_na_with_a_suggestion(subject: LoadSubject, check: 
     other = subject("other_terms")
     for check_id in ("contrastive.pairs", "contrastive.value", "contrastive.tiny"):
         assert check(check_id, other, role).verdict == "n/a"
-    result = check("losses.conflicts", other, role)
-    assert result.verdict == "n/a"
+    result = check("contrastive.value", other, role)
     names = {m["name"]: m["suggestion"] for m in result.evidence["missing"]}
-    assert set(names) == {"proto_loss_fn[div_loss]", "proto_loss_fn[contrastive_loss]"}
-    # align_loss and spread_loss are other terms, not renames: no "closest" (every key ends in _loss)
-    assert set(names.values()) == {None}
-    assert "closest existing" not in result.summary("en")
+    # align_loss, spread_loss and the cluster term are other terms, not renames of it
+    (suggestion,) = names.values()
+    assert suggestion is None or not any(t in suggestion for t in ("cluster", "sep", "align", "spread")), suggestion
+
+
+@pytest.mark.parametrize("role", ROLES)
+def test_conflicts_are_measured_on_the_terms_a_loss_has(subject: LoadSubject, check: RunCheck, role: str) -> None:
+    partial = check("losses.conflicts", subject("other_terms:NoDiversity"), role)
+    assert partial.verdict == "fail", partial.summary("en")  # cluster/separation still conflict
+    assert partial.message.id == "losses.conflicts.fail_partial"
+    assert partial.evidence["absent_terms"] == ["diversity"]
+    pairs = {row["pair"] for table in partial.evidence["tables"] for row in table["pairs"]}
+    assert pairs == {"cluster/separation", "cluster/contrastive", "separation/contrastive"}
+    lone = check("losses.conflicts", subject("other_terms:ClusterOnly"), role)
+    assert lone.verdict == "n/a"  # one term: no pair
+    assert lone.evidence["missing"][0]["name"] == "proto_loss_fn[sep_loss]"
 
 
 def test_a_renamed_loss_key_is_suggested() -> None:

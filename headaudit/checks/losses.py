@@ -15,7 +15,9 @@ with a controlled within-class similarity (so the diversity hinge at 0.5 is acti
 samples drawn around per-class centres. The pairs are measured twice: at the subject's
 own separation margin, and at a margin raised to 2, where separation is active for every
 sample. The verdict is the same whichever slot the file sits in; what a pair's relation
-means for claim 1.4 is decided by the claim record.
+means for claim 1.4 is decided by the claim record. A loss without some of the four terms
+(a head that dropped or replaced them) is measured on the pairs of those it has, saying
+which are absent; with fewer than two there is no pair, and the check is n/a.
 """
 
 from __future__ import annotations
@@ -79,6 +81,7 @@ class ConflictMeasurement:
     effect: float
     min_states: int
     raised_margin_unavailable: str | None = None
+    absent_terms: tuple[str, ...] = ()  # of the four, the terms the loss does not return (their pairs are absent)
 
 
 def relation(mean: float, low: float, high: float, states: int) -> str:
@@ -133,7 +136,7 @@ def _gradients(ctx: Context, head: Head, pool: torch.Tensor, img: torch.Tensor, 
     similarities = features[0] if isinstance(features, tuple) else features
     terms = loss_terms(ctx, head, protos, similarities, labels)
     grads = {}
-    for name in TERMS:
+    for name in _present(ctx):
         value = ctx.key(terms, _KEYS[name])
         g = None
         if isinstance(value, torch.Tensor) and value.requires_grad:
@@ -143,7 +146,7 @@ def _gradients(ctx: Context, head: Head, pool: torch.Tensor, img: torch.Tensor, 
 
 
 def _table(ctx: Context, label: str, margin: float | None, states: int, rng: np.random.Generator) -> Table:
-    cosines: dict[tuple[str, str], list[float]] = {p: [] for p in itertools.combinations(TERMS, 2)}
+    cosines: dict[tuple[str, str], list[float]] = {p: [] for p in itertools.combinations(_present(ctx), 2)}
     margins: set[float] = set()
     for index in range(states):
         head, pool, img, labels = _state(ctx, index, margin)
@@ -159,7 +162,15 @@ def _table(ctx: Context, label: str, margin: float | None, states: int, rng: np.
     return Table(label, margins.pop() if len(margins) == 1 else None, states, pairs)
 
 
+def _present(ctx: Context) -> tuple[str, ...]:
+    """The terms the subject's loss returns (a head may drop or replace some of the four)."""
+    return tuple(t for t in TERMS if ctx.has(_KEYS[t]))
+
+
 def _measure_conflicts(ctx: Context) -> ConflictMeasurement:
+    present = _present(ctx)
+    if len(present) < 2:  # no pair to measure: n/a naming the first absent term
+        ctx.key({}, next(_KEYS[t] for t in TERMS if t not in present))
     states = ctx.budget(_MIN_STATES, minimum=_MIN_STATES)
     rng = np.random.default_rng(ctx.seed)
     tables = [_table(ctx, "own", None, states, rng)]
@@ -168,7 +179,8 @@ def _measure_conflicts(ctx: Context) -> ConflictMeasurement:
         tables.append(_table(ctx, "raised", _RAISED_MARGIN, states, rng))
     except SettingNotApplied as exc:
         unavailable = str(exc)
-    return ConflictMeasurement(tuple(tables), _EFFECT, _MIN_STATES, unavailable)
+    absent = tuple(t for t in TERMS if t not in present)
+    return ConflictMeasurement(tuple(tables), _EFFECT, _MIN_STATES, unavailable, absent)
 
 
 def _pair_msg(p: PairStats, table: Table) -> Msg:
@@ -199,13 +211,18 @@ def _judge_conflicts(m: ConflictMeasurement) -> Finding:
     names = set(shown)
     measured = {name for name, (p, _) in shown.items() if p.relation != "inactive"}
     aligned = [_pair_msg(p, t) for p, t in shown.values() if p.relation == "aligned"]
+    # A verdict on fewer pairs says so, so that it is never read as one on all six.
+    partial = "_partial" if m.absent_terms else ""
+    absent: dict[str, Any] = {"absent": list(m.absent_terms)} if m.absent_terms else {}
     if conflicts:
-        return Finding("fail", Msg("losses.conflicts.fail", {"conflicts": conflicts, "aligned": aligned or "-"}))
+        params: dict[str, Any] = {"conflicts": conflicts, "aligned": aligned or "-", **absent}
+        return Finding("fail", Msg(f"losses.conflicts.fail{partial}", params))
     if measured != names:
         return Finding(
             "error", Msg("losses.conflicts.inactive", {"pairs": sorted(names - measured), "min": m.min_states})
         )
-    return Finding("pass", Msg("losses.conflicts.pass", {"pairs": len(names), "aligned": aligned or "-"}))
+    params = {"pairs": len(names), "aligned": aligned or "-", **absent}
+    return Finding("pass", Msg(f"losses.conflicts.pass{partial}", params))
 
 
 ORDER = 140
@@ -220,7 +237,7 @@ CHECKS: tuple[Check[Any], ...] = (
             *LOSS_CALL_NEEDS,
             "proto_manager.prototypes",
             "forward_features",
-            *_KEYS.values(),
+            *(f"?{key}" for key in _KEYS.values()),  # at least two of them (else n/a naming one)
             "?proto_loss_fn.margin",
         ),
         settings=("dropout_rate", "?margin"),
