@@ -148,7 +148,8 @@ def _loss_case(ctx: Context, name: str, counts: tuple[int, ...]) -> SmallCase:
         terms = loss_terms(ctx, head, protos, similarities, labels)
         values = [torch.as_tensor(v) for v in terms.values()]
         total = torch.stack([v.sum() for v in values]).sum() if values else torch.zeros(())
-        grad_ok = _finite_grad(total, [protos])
+        # the prototypes' gradient; where they are not trained by gradient (a buffer), the parameters'
+        grad_ok = _finite_grad(total, [protos] if protos.requires_grad else _params(head))
     except SubjectRaised as exc:
         return SmallCase(**base, raised=exc.detail)
     finite = all(bool(torch.isfinite(v).all()) for v in values)

@@ -411,12 +411,18 @@ def _judge_initial_norm(m: InitialNormMeasurement) -> Finding:
         return Finding("error", Msg("ema.initial-norm.no_rows", {}))
     params: dict[str, Any] = {"rows": m.valid_rows, "low": m.min_norm, "high": m.max_norm}
     unit = max(abs(m.min_norm - 1), abs(m.max_norm - 1)) <= m.tolerance
-    if m.first_update_old_row_weight is not None:
-        params.update(weight=m.first_update_old_row_weight, momentum=m.momentum)
+    weight = m.first_update_old_row_weight
+    if weight is not None:
+        params.update(weight=weight, momentum=m.momentum)
         suffix = "_weight"
     else:
         suffix = ""
-    return Finding("pass" if unit else "fail", Msg(f"ema.initial-norm.{'pass' if unit else 'fail'}{suffix}", params))
+    if unit:
+        return Finding("pass", Msg(f"ema.initial-norm.pass{suffix}", params))
+    if weight is not None and m.momentum is not None and abs(weight - m.momentum) <= m.tolerance:
+        # The update normalises the old row itself: the norms are off, their consequence absent.
+        return Finding("warn", Msg("ema.initial-norm.warn_weight", params))
+    return Finding("fail", Msg(f"ema.initial-norm.fail{suffix}", params))
 
 
 # --- ema.isolation -----------------------------------------------------------------
@@ -428,8 +434,12 @@ class IsolationMeasurement:
     applied_deferred: bool
     own_row_change: float
     other_rows_changed: tuple[int, ...]
-    prototypes_trainable_leaf: bool
+    prototypes_trainable_leaf: bool  # still a trainable leaf (or never was one: a buffer)
     gradient_reaches_value: bool
+
+
+def _trainable_leaf(protos: torch.Tensor) -> bool:
+    return bool(protos.is_leaf and protos.grad_fn is None and protos.requires_grad)
 
 
 def _measure_isolation(ctx: Context) -> IsolationMeasurement:
@@ -438,8 +448,9 @@ def _measure_isolation(ctx: Context) -> IsolationMeasurement:
     protos = ctx.get(head, _PROTOS)
     _set_rows(ctx, head, unit_rows(protos.detach().double()))
     before = protos.detach().clone()
+    was_leaf = _trainable_leaf(protos)  # a manager may keep its rows in a buffer: then there is nothing to keep
     row = 1
-    value = torch.randn(before.size(1), generator=ctx.generator(3))
+    value = torch.randn(before.size(1), generator=ctx.generator(3), dtype=torch.float64).to(before.dtype)
     value = (value - (value @ before[row]) * before[row]).requires_grad_(True)  # not parallel to the row
     with torch.enable_grad():
         _update(ctx, head, row, value)
@@ -447,7 +458,7 @@ def _measure_isolation(ctx: Context) -> IsolationMeasurement:
     protos = ctx.get(head, _PROTOS)
     after = protos.detach()
     changed = tuple(r for r in range(before.size(0)) if r != row and not torch.equal(before[r], after[r]))
-    leaf = bool(protos.is_leaf and protos.grad_fn is None and protos.requires_grad)
+    leaf = _trainable_leaf(protos) or not was_leaf
     if protos.requires_grad:
         protos.sum().backward()
     return IsolationMeasurement(

@@ -82,6 +82,7 @@ class ConflictMeasurement:
     min_states: int
     raised_margin_unavailable: str | None = None
     absent_terms: tuple[str, ...] = ()  # of the four, the terms the loss does not return (their pairs are absent)
+    untrainable: bool = False  # the prototypes do not require grad: there are no gradients to compare
 
 
 def relation(mean: float, low: float, high: float, states: int) -> str:
@@ -172,6 +173,11 @@ def _measure_conflicts(ctx: Context) -> ConflictMeasurement:
     if len(present) < 2:  # no pair to measure: n/a naming the first absent term
         ctx.key({}, next(_KEYS[t] for t in TERMS if t not in present))
     states = ctx.budget(_MIN_STATES, minimum=_MIN_STATES)
+    probe, *_ = _state(ctx, 0, None)
+    if not ctx.get(
+        probe, "proto_manager.prototypes"
+    ).requires_grad:  # kept in a buffer: no term's gradient reaches them
+        return ConflictMeasurement((), _EFFECT, _MIN_STATES, absent_terms=(), untrainable=True)
     rng = np.random.default_rng(ctx.seed)
     tables = [_table(ctx, "own", None, states, rng)]
     unavailable = None
@@ -201,6 +207,8 @@ def _shown(m: ConflictMeasurement) -> dict[str, tuple[PairStats, Table]]:
 
 
 def _judge_conflicts(m: ConflictMeasurement) -> Finding:
+    if m.untrainable:
+        return Finding("n/a", Msg("losses.conflicts.untrainable", {}))
     shown = _shown(m)
     conflicting = {p.pair for t in m.tables for p in t.pairs if p.relation == "conflict"}
     for table in m.tables:  # a conflict seen at any margin is shown where it was seen

@@ -199,7 +199,8 @@ def _judge_layout(m: LayoutMeasurement) -> Finding:
 
 @dataclass(frozen=True)
 class ExpandViolation:
-    kind: str  # "returned", "row", "count", "mask", "other-rows", "other-counts", "other-mask", "layout", "leaf"
+    # "returned", "row", "count", "mask", "other-rows", "other-counts", "other-mask", "layout", "leaf", "raised"
+    kind: str
     class_idx: int
     count_before: int
     max_prototypes: int
@@ -221,6 +222,10 @@ class ExpandMeasurement:
     dtype: str
 
 
+def _trainable_parameter(param: Any) -> bool:
+    return bool(isinstance(param, torch.nn.Parameter) and param.is_leaf and param.requires_grad)
+
+
 class _Expander:
     """One head, a trace of expansions, and the contract checked after each of them."""
 
@@ -229,6 +234,7 @@ class _Expander:
         self.per_class = int(ctx.get(head, "proto_manager.max_prototypes"))
         self.dtype = ctx.get(head, _PROTOS).dtype
         self.tol = tolerance(self.dtype, 1.0)
+        self.was_leaf = _trainable_parameter(ctx.get(head, _PROTOS))  # rows kept in a buffer never were
 
     def _snapshot(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         get = self.ctx.get
@@ -244,7 +250,15 @@ class _Expander:
     def expand(self, c: int, value: torch.Tensor, label: str) -> None:
         protos, counts, mask = self._snapshot()
         k = int(counts[c])
-        returned = expand(self.ctx, self.head, c, value.to(self.dtype))
+        try:
+            returned = expand(self.ctx, self.head, c, value.to(self.dtype))
+        except SubjectRaised as exc:
+            if k < self.per_class:  # with room to spare, a raise is the subject's failure (error)
+                raise
+            # At capacity the contract says what must happen (return False, write nothing):
+            # raising instead is the measured behaviour there, and a caller's `if not expand(...)` breaks.
+            self.trace.append(f"expand({c}, {label}) [k={k}/{self.per_class}] raised {exc.detail}")
+            self._fail("raised", c, k, False, detail=exc.detail)
         self.trace.append(f"expand({c}, {label}) [k={k}/{self.per_class}] -> {returned}")
         after_p, after_c, after_m = self._snapshot()
         row = c * self.per_class + k
@@ -280,7 +294,7 @@ class _Expander:
             part = {"indices": "get_prototype_indices()", "mask": "valid_mask"}[bad[0]]
             self._fail("layout", c, k, returned, part=part, expected=bad[1])
         param = self.ctx.get(self.head, _PROTOS)
-        if not (isinstance(param, torch.nn.Parameter) and param.is_leaf and param.requires_grad):
+        if self.was_leaf and not _trainable_parameter(param):
             self._fail("leaf", c, k, returned, found=type(param).__name__)
 
 
