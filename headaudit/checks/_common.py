@@ -42,6 +42,14 @@ def tolerance(dtype: torch.dtype, magnitude: float = 1.0, ulps: float = 64.0) ->
     return float(ulps * eps * max(1.0, abs(magnitude)))
 
 
+def coarsest(*dtypes: torch.dtype) -> torch.dtype:
+    """The floating dtype with the largest epsilon among ``dtypes`` (the precision a result
+    can be trusted to when its inputs or its computation had that precision): a float64
+    head fed float32 inputs is compared at float32's rounding."""
+    floating = [d for d in dtypes if d.is_floating_point] or [torch.float64]
+    return max(floating, key=lambda d: torch.finfo(d).eps)
+
+
 def dtype_name(dtype: torch.dtype) -> str:
     return str(dtype).replace("torch.", "")
 

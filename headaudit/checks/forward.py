@@ -40,7 +40,7 @@ from torch import nn
 
 from headaudit.adapters import LAYOUT_NEEDS, LOSS_CALL_NEEDS, Head, loss_terms
 from headaudit.build import accepts_keyword
-from headaudit.checks._common import Layout, dtype_name, tolerance
+from headaudit.checks._common import Layout, coarsest, dtype_name, tolerance
 from headaudit.checks._contracts import build_contract_head, contract_layouts, features, logits_of
 from headaudit.checks._oracles import arr, cross_entropy, perturb, unit
 from headaudit.context import Context, NameMissing, Refuted
@@ -111,8 +111,12 @@ def _measure_similarity(ctx: Context) -> SimilarityMeasurement:
         if tuple(sims.shape) != (batch, layout.num_classes, layout.max_prototypes):
             raise Refuted(SimilarityViolation("shape", shape=tuple(sims.shape), **where))
         with torch.no_grad():
+            proj = ctx.get(head, "proj")
+            weight = next((w for w in proj.parameters() if w.is_floating_point()), None)
             sample = img if img.dim() == 2 else img.mean(dim=1)
-            projected = call_subject("proj", ctx.get(head, "proj"), sample)
+            if weight is not None:  # a head kept in another dtype casts its inputs: do as it does
+                sample = sample.to(weight.dtype)
+            projected = call_subject("proj", proj, sample)
         emb = arr(class_emb)
         fits = emb.ndim == 3 and emb.shape[0] in (1, batch) and emb.shape[1:] == (rows, projected.shape[-1])
         if not fits:
@@ -122,7 +126,7 @@ def _measure_similarity(ctx: Context) -> SimilarityMeasurement:
         oracle = np.einsum("be,bpe->bp", p, unit(emb)).reshape(batch, layout.num_classes, layout.max_prototypes)
         measured = arr(sims)
         dtypes.add(dtype_name(sims.dtype))
-        tol = tolerance(sims.dtype, 1.0, _ULPS)
+        tol = tolerance(coarsest(sims.dtype, img.dtype), 1.0, _ULPS)  # the inputs' rounding bounds any head's
         worst["tol"] = max(worst["tol"], tol)
         diff = np.abs(measured - oracle)
         worst["compared"] += diff.size

@@ -28,7 +28,7 @@ import torch
 from hypothesis import strategies as st
 
 from headaudit.adapters import Head
-from headaudit.checks._common import dtype_name, tolerance
+from headaudit.checks._common import coarsest, dtype_name, tolerance
 from headaudit.context import Context, Refuted
 from headaudit.messages import Msg
 from headaudit.model import Finding
@@ -63,9 +63,10 @@ def _logits(head: Head, *args: Any, **kwargs: Any) -> torch.Tensor:
 
 
 def _tol(*tensors: torch.Tensor) -> float:
+    """Tolerance on outputs computed from float32 inputs: their dtype's, or float32's if coarser."""
     finite = [t[torch.isfinite(t)] for t in tensors]
     magnitude = max(float(t.abs().max()) if t.numel() else 0.0 for t in finite)
-    return tolerance(tensors[0].dtype, magnitude, _ULPS)
+    return tolerance(coarsest(tensors[0].dtype, torch.float32), magnitude, _ULPS)
 
 
 def _change(a: torch.Tensor, b: torch.Tensor) -> float:
