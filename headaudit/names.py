@@ -159,30 +159,31 @@ def _names_on(obj: Any) -> list[str]:
     return sorted(names)
 
 
+#: Affixes most names of a part share (every term ends in ``_loss``; ``compute_*`` methods):
+#: two names sharing one are told apart by the rest.
+_GENERIC_PREFIXES = ("compute_",)
+_GENERIC_SUFFIXES = ("_loss",)
+
+
 def _distinct(word: str, other: str) -> tuple[str, str]:
-    """The two names without the ``_``-separated words they begin and end with in common,
-    when both keep something (``compute_contrastive_loss`` vs ``compute_cluster_loss`` are
-    compared as ``contrastive`` vs ``cluster``; ``momentum_update`` vs
-    ``momentum_update_fixed`` stay whole)."""
-    a, b = word.split("_"), other.split("_")
-    lead = 0
-    while lead < min(len(a), len(b)) and a[lead] == b[lead]:
-        lead += 1
-    tail = 0
-    while tail < min(len(a), len(b)) - lead and a[-1 - tail] == b[-1 - tail]:
-        tail += 1
-    core_a, core_b = a[lead : len(a) - tail], b[lead : len(b) - tail]
-    if core_a and core_b:
-        return "_".join(core_a), "_".join(core_b)
+    """The two names without a generic affix they share, where both keep something
+    (``compute_contrastive_loss`` vs ``compute_cluster_loss`` are compared as
+    ``contrastive`` vs ``cluster``)."""
+    for prefix in _GENERIC_PREFIXES:
+        if word.startswith(prefix) and other.startswith(prefix) and word != prefix and other != prefix:
+            word, other = word.removeprefix(prefix), other.removeprefix(prefix)
+    for suffix in _GENERIC_SUFFIXES:
+        if word.endswith(suffix) and other.endswith(suffix) and word != suffix and other != suffix:
+            word, other = word.removesuffix(suffix), other.removesuffix(suffix)
     return word, other
 
 
 def closest(word: str, candidates: Iterable[str]) -> str | None:
     """The candidate most like ``word``, or None.
 
-    Likeness is difflib's ratio (at least 0.6) on what tells the names apart: the words
-    both begin or end with (``compute_``, ``_loss``) are set aside first, so ``div_loss``
-    is not offered for ``sep_loss`` nor ``compute_cluster_loss`` for ``compute_contrastive_loss``.
+    Likeness is difflib's ratio (at least 0.6) on what tells the names apart: a generic
+    affix both share (``compute_``, ``_loss``) is set aside first, so ``div_loss`` is not
+    offered for ``sep_loss`` nor ``compute_cluster_loss`` for ``compute_contrastive_loss``.
     """
     best, score = None, 0.6
     for candidate in sorted(set(candidates)):

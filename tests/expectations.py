@@ -49,6 +49,9 @@ HAND_MADE_THEORY: list[tuple[str, str, str]] = [
     ("ema_noop", "ema.isolation", "fail"),
     ("ema_noop", "ema.standard", "fail"),
     ("compat_kwargs:Head", "ema.standard", "pass"),
+    ("manager_variants:BufferPrototypes", "ema.isolation", "pass"),  # never a parameter: nothing lost
+    ("manager_variants:BufferPrototypes", "losses.conflicts", "n/a"),  # no gradient reaches the rows
+    ("manager_variants:NormalisesOldRow", "ema.initial-norm", "warn"),  # norms off, consequence absent
     ("loss_aligned", "losses.conflicts", "pass"),
     ("loss_opposed:Head", "losses.conflicts", "fail"),
 ]
@@ -110,6 +113,10 @@ HAND_MADE_ENGINEERING: list[tuple[str, str, str]] = [
     ("other_terms", "edges.cluster-empty", "pass"),
     ("batch_standardised", "edges.small-batches", "fail"),
     ("other_terms", "edges.small-batches", "pass"),
+    ("manager_variants:BufferPrototypes", "edges.small-batches", "pass"),  # gradients of the parameters
+    ("float64_head", "shapes.global-3d", "pass"),  # float32 inputs: compared at float32's rounding
+    ("float64_head", "forward.similarity", "pass"),
+    ("float64_head", "ema.isolation", "pass"),
     ("validating_head", "edges.zero-prototypes", "pass"),
     ("zero_protos_silent", "edges.zero-prototypes", "fail"),
     ("renamed_manager", "trainer.detect", "fail"),
@@ -197,7 +204,13 @@ HAND_MADE_CONTRACTS: list[tuple[str, str, str]] = [
     ("cluster_over_all_classes", "loss.cluster-nearest", "pass"),
     ("diagnostic_key", "loss.terms-sum", "pass"),  # a new term summed, a diagnostic left out: named
     ("diagnostic_key:SumsDiagnostic", "loss.terms-sum", "fail"),  # no fixed set of keys sums to proto_loss
-    ("validating_head", "manager.layout", "pass"),  # it refuses num_prototypes=0: stated, not an error
+    ("validating_head", "manager.layout", "pass"),
+    ("manager_variants:BufferPrototypes", "manager.expand", "pass"),
+    (
+        "manager_variants:RaisesWhenFull",
+        "manager.expand",
+        "fail",
+    ),  # raises at capacity instead of False  # it refuses num_prototypes=0: stated, not an error
     ("class_weight_from_labels", "loss.cluster-scale", "pass"),  # its weight helper takes labels: stated
     ("sep_similarity", "loss.separation-value", "fail"),
     ("sep_similarity", "loss.cluster-nearest", "pass"),
@@ -242,7 +255,7 @@ MUST_FAIL_CONTRACTS: dict[str, tuple[str, ...]] = {
     "loss.diversity-value": ("div_threshold",),
     "attn.wiring": ("self_reads_input", "per_sample_attention:RawQueries"),
     "manager.layout": ("layout_counts",),
-    "manager.expand": ("expand_overwrites",),
+    "manager.expand": ("expand_overwrites", "manager_variants:RaisesWhenFull"),
 }
 
 # --- section 4: performance (issue 10) -------------------------------------------------------
