@@ -20,15 +20,4 @@ class InverseLoss(OptimalPrototypeLoss):
 class HeadOptimal(_Base):
     def __init__(self, num_classes: int, emb_dim: int, num_heads: int, img_feat_dim: int, **kwargs: object) -> None:
         super().__init__(num_classes, emb_dim, num_heads, img_feat_dim, **kwargs)  # type: ignore[arg-type]
-        old = self.proto_loss_fn
-        self.proto_loss_fn = InverseLoss(
-            num_classes,
-            self.max_prototypes,
-            margin=old.margin,
-            clst_scale=old.clst_scale,
-            sep_scale=old.sep_scale,
-            div_scale=old.div_scale,
-            contrastive_scale=old.contrastive_scale,
-            use_class_balanced=old.use_class_balanced,
-            cb_beta=old.cb_beta,
-        )
+        self.proto_loss_fn.__class__ = InverseLoss  # the same loss, settings and all, with the change

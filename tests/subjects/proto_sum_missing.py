@@ -21,15 +21,4 @@ class ForgetfulLoss(OptimalPrototypeLoss):
 class HeadOptimal(_Base):
     def __init__(self, num_classes: int, emb_dim: int, num_heads: int, img_feat_dim: int, **kwargs: Any) -> None:
         super().__init__(num_classes, emb_dim, num_heads, img_feat_dim, **kwargs)
-        old = self.proto_loss_fn
-        self.proto_loss_fn = ForgetfulLoss(
-            num_classes,
-            self.max_prototypes,
-            margin=old.margin,
-            clst_scale=old.clst_scale,
-            sep_scale=old.sep_scale,
-            div_scale=old.div_scale,
-            contrastive_scale=old.contrastive_scale,
-            use_class_balanced=old.use_class_balanced,
-            cb_beta=old.cb_beta,
-        )
+        self.proto_loss_fn.__class__ = ForgetfulLoss  # the same loss, settings and all, with the change
