@@ -109,7 +109,8 @@ def _find(subject: Subject, name: str) -> tuple[bool, str, str | None]:
     return False, actual, f"{key[0]}[{near}]" if near else None
 
 
-_OWN_NAMES: weakref.WeakKeyDictionary[Subject, Subject] = weakref.WeakKeyDictionary()
+#: None where every map concerns the subject (a value holding its own key would never be freed).
+_OWN_NAMES: weakref.WeakKeyDictionary[Subject, Subject | None] = weakref.WeakKeyDictionary()
 
 
 def own_names(subject: Subject) -> Subject:
@@ -121,16 +122,16 @@ def own_names(subject: Subject) -> Subject:
     target is present, or whose two names are both absent (n/a names the mapped one), stay.
     """
     if subject in _OWN_NAMES:
-        return _OWN_NAMES[subject]
+        return _OWN_NAMES[subject] or subject
     plain = replace(subject, names=NameMap())
     kept = tuple(
         (canonical, theirs)
         for canonical, theirs in subject.names.entries
         if _present(subject, theirs) or not _present(plain, canonical)
     )
-    own = subject if kept == subject.names.entries else replace(subject, names=NameMap(kept))
+    own = None if kept == subject.names.entries else replace(subject, names=NameMap(kept))
     _OWN_NAMES[subject] = own
-    return own
+    return own or subject
 
 
 def _present(subject: Subject, name: str) -> bool:
