@@ -193,11 +193,6 @@ def closest(word: str, candidates: Iterable[str]) -> str | None:
     return best
 
 
-def closest_key(word: str, candidates: Iterable[str]) -> str | None:
-    """:func:`closest` for loss-dict keys (the same rule; kept for its callers' clarity)."""
-    return closest(word, candidates)
-
-
 @dataclass(frozen=True)
 class Missing:
     """A declared name the subject lacks: what was looked for and the nearest thing there is."""
@@ -231,5 +226,5 @@ def walk(obj: Any, path: str) -> tuple[bool, Any, str | None]:
 
 def missing_key(source: str, key: str, keys: Mapping[str, Any] | Iterable[str]) -> str | None:
     """The nearest existing ``source[key]`` name to a missing key, or None."""
-    near = closest_key(key, list(keys))
+    near = closest(key, list(keys))
     return f"{source}[{near}]" if near else None

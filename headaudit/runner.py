@@ -45,7 +45,7 @@ from headaudit.model import (
     freeze_msg,
     to_evidence,
 )
-from headaudit.names import Missing, NameMap, closest, closest_key, split_key, split_module, walk
+from headaudit.names import Missing, NameMap, closest, split_key, split_module, walk
 from headaudit.profiles import Profile
 from headaudit.registry import Check
 from headaudit.sandbox import CheckTimeout, SubjectRaised, captured, describe_exception, time_limit
@@ -105,7 +105,7 @@ def _find(subject: Subject, name: str) -> tuple[bool, str, str | None]:
     keys = _keys(subject, key[0])
     if keys is not None and key[1] in keys:
         return True, actual, None
-    near = closest_key(key[1], keys or ())
+    near = closest(key[1], keys or ())
     return False, actual, f"{key[0]}[{near}]" if near else None
 
 

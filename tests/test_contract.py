@@ -24,7 +24,7 @@ from headaudit.claims import CLAIMS, judge_claim
 from headaudit.context import Context
 from headaudit.messages import Msg
 from headaudit.model import Result
-from headaudit.names import NameMap, closest, closest_key, split_key, split_module
+from headaudit.names import NameMap, closest, split_key, split_module
 from headaudit.profiles import active_profile
 from headaudit.reference.head_optimal import HeadOptimal
 from headaudit.runner import run_check
@@ -177,8 +177,8 @@ def test_conflicts_are_measured_on_the_terms_a_loss_has(subject: LoadSubject, ch
 
 
 def test_a_renamed_loss_key_is_suggested() -> None:
-    assert closest_key("contrastive_loss", ["cluster_loss", "contrast_loss", "proto_loss"]) == "contrast_loss"
-    assert closest_key("div_loss", ["sep_loss", "cluster_loss"]) is None
+    assert closest("contrastive_loss", ["cluster_loss", "contrast_loss", "proto_loss"]) == "contrast_loss"
+    assert closest("div_loss", ["sep_loss", "cluster_loss"]) is None
     assert closest("expand_prototype", ["add_prototype", "get_prototypes"]) == "add_prototype"  # a verb renamed
     assert closest("compute_contrastive_loss", ["compute_cluster_loss"]) is None
 
