@@ -116,11 +116,12 @@ def _site(f: AstFinding, file: str, rule: str) -> Site:
     )
 
 
-def _head_classes(ctx: Context, files: set[Path]) -> set[str]:
-    """Classes the head is made of, defined in the scanned ``files``: its modules' classes and bases."""
+def _head_class_files(ctx: Context) -> set[tuple[str, Path | None]]:
+    """The classes the head is made of (its modules' classes and their bases), by name and file
+    (a subclass may share its base's name)."""
     probe = ctx.subject.probe
     parts = probe.modules() if hasattr(probe, "modules") else [probe]
-    return {k.__name__ for m in parts for k in type(m).__mro__ if _class_file(k) in files}
+    return {(k.__name__, _class_file(k)) for m in parts for k in type(m).__mro__}
 
 
 def _own_code(path: Path, root: Path) -> bool:
@@ -131,7 +132,7 @@ def _own_code(path: Path, root: Path) -> bool:
     return not installed & set(path.parts) and not path.is_relative_to(_TOOL)
 
 
-def _sibling_files(ctx: Context, path: Path) -> tuple[Path, ...]:
+def _sibling_files(path: Path, class_files: set[tuple[str, Path | None]]) -> tuple[Path, ...]:
     """Other files of the user's own code that define classes of the head's submodules.
 
     A head split over a package (or over sibling modules) keeps its loss and manager in
@@ -140,9 +141,7 @@ def _sibling_files(ctx: Context, path: Path) -> tuple[Path, ...]:
     root = path.parent
     while (root / "__init__.py").is_file() and root.parent != root:
         root = root.parent
-    probe = ctx.subject.probe
-    parts = probe.modules() if hasattr(probe, "modules") else [probe]
-    found = {_class_file(k) for m in parts for k in type(m).__mro__}
+    found = {file for _, file in class_files}
     return tuple(sorted(f for f in found if f is not None and f != path and _own_code(f, root)))
 
 
@@ -154,11 +153,12 @@ def measure_static(ctx: Context, rule: str) -> StaticMeasurement:
     for what, where in (("class", _class_file(cls)), ("forward", _defining_file(cls, "forward"))):
         if where is not None and where != path:
             return StaticMeasurement(rule, shown, cls.__name__, (), (), elsewhere=what, defined_in=display_path(where))
-    siblings = _sibling_files(ctx, path)
+    class_files = _head_class_files(ctx)
+    siblings = _sibling_files(path, class_files)
     analysis = analyze_file(path, cls.__name__, rules=(rule,), extra=siblings)
     scope: tuple[str, ...] = ()
     if rule == "data-writes":
-        classes = _head_classes(ctx, {path, *siblings})
+        classes = {name for name, file in class_files if file in {path, *siblings}}
         scope = tuple(sorted(classes))
         pool = [
             f
