@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import copy
 import inspect
+import numbers
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -30,12 +31,14 @@ __all__ = [
     "LOSS_CALL_NEEDS",
     "Head",
     "apply_pending_updates",
+    "as_term",
     "contrastive_term",
     "expand",
     "forward_loss_keys",
     "loss_terms",
     "proto_loss_keys",
     "set_counts",
+    "term_value",
     "unit_rows",
 ]
 
@@ -97,6 +100,32 @@ def apply_pending_updates(ctx: Context, head: Head) -> bool:
     return True
 
 
+def as_term(value: object, dtype: torch.dtype, where: str) -> torch.Tensor:
+    """A loss term as a tensor, whether the subject returned a tensor or a plain number.
+
+    The original heads start their accumulators at the Python number ``0.0``, so a term
+    with nothing to measure (no class present, no class with two prototypes) comes back
+    as ``0.0``, not a tensor. That is a value, not a defect: it becomes a constant 0-d
+    tensor in ``dtype`` (the dtype the loss was fed), with no graph, which is what the
+    number means. Anything else (a string, ``None``) is the subject's own error.
+    """
+    if isinstance(value, torch.Tensor):
+        return value
+    if isinstance(value, numbers.Real):
+        return torch.tensor(float(value), dtype=dtype)
+    raise SubjectRaised(where, TypeError(f"returned a {type(value).__name__}, not a number or a tensor"))
+
+
+def term_value(value: object) -> float:
+    """A loss term's value as a float: a one-element tensor's value, a plain number as is,
+    NaN otherwise (so a comparison with it fails and reports what was there)."""
+    if isinstance(value, torch.Tensor):
+        return float(value.detach()) if value.numel() == 1 else float("nan")
+    if isinstance(value, numbers.Real):
+        return float(value)
+    return float("nan")
+
+
 def _call_loss(loss_fn: Any, available: Mapping[str, Any], where: str) -> dict[str, torch.Tensor]:
     forward = getattr(loss_fn, "forward", loss_fn)
     try:
@@ -111,7 +140,8 @@ def _call_loss(loss_fn: Any, available: Mapping[str, Any], where: str) -> dict[s
     out = call_subject(where, loss_fn, **args)
     if not isinstance(out, Mapping):
         raise SubjectRaised(where, TypeError(f"returned {type(out).__name__}, not a dict of loss terms"))
-    return dict(out)
+    dtype = available["similarities"].dtype
+    return {k: as_term(v, dtype, f"{where}[{k}]") for k, v in out.items()}
 
 
 def _loss_inputs(
@@ -171,7 +201,7 @@ def contrastive_term(ctx: Context, head: Head, prototypes: torch.Tensor, *, unsc
         valid = ctx.get(head, "proto_manager.valid_mask")
         indices = call_subject("get_prototype_indices", ctx.get(head, "proto_manager.get_prototype_indices"))
         value = call_subject("compute_contrastive_loss", ctx.get(head, method), prototypes, valid, indices)
-        return torch.as_tensor(value)
+        return as_term(value, prototypes.dtype, method)
     value = ctx.key(loss_terms(ctx, head, prototypes), "proto_loss_fn[contrastive_loss]")
     if not unscaled:
         return torch.as_tensor(value)

@@ -163,7 +163,9 @@ class BalancedPrototypeLoss(nn.Module):
         # Cluster: weight 1/sqrt(n_c) per present class, from the class's own count.
         # Defect (static.class-loops, static.host-syncs): a Python loop over classes with
         # a host read of `mask.sum() == 0` per class.
-        cluster_loss = torch.tensor(0.0, device=device)
+        # As the original, every accumulator starts as the Python number 0.0: a term with
+        # nothing to measure (no class present, no class with k_c > 1) stays a float.
+        cluster_loss: torch.Tensor | float = 0.0
         present = 0
         for c in range(self.num_classes):
             mask = labels == c
@@ -180,7 +182,7 @@ class BalancedPrototypeLoss(nn.Module):
         # Separation: nearest prototype of any other class. Defect (edges.small-batches):
         # classes with zero prototypes are kept as empty slices, so `min` raises when
         # every other class is empty. Defect (static.class-loops): nested class loop.
-        sep_loss = torch.tensor(0.0, device=device)
+        sep_loss: torch.Tensor | float = 0.0
         present = 0
         for c in range(self.num_classes):
             mask = labels == c
@@ -200,7 +202,7 @@ class BalancedPrototypeLoss(nn.Module):
 
         # Diversity: penalise same-class prototype similarity above 0.5.
         normed = F.normalize(prototypes, p=2, dim=-1)
-        div_loss = torch.tensor(0.0, device=device)
+        div_loss: torch.Tensor | float = 0.0
         counted = 0
         for start, end in proto_indices:
             k = end - start

@@ -178,8 +178,10 @@ class OptimalPrototypeLoss(nn.Module):
 
     def compute_separation_loss(
         self, distances: torch.Tensor, labels: torch.Tensor, proto_indices: list[tuple[int, int]]
-    ) -> torch.Tensor:
-        total = torch.tensor(0.0, device=distances.device)
+    ) -> torch.Tensor | float:
+        # As the original: a plain 0.0 accumulator, so with no class counted the term is
+        # the Python number 0.0, not a tensor.
+        total: torch.Tensor | float = 0.0
         counted = 0
         # Defect (static.class-loops): a class loop nested in a class loop.
         for c in range(self.num_classes):
@@ -200,9 +202,11 @@ class OptimalPrototypeLoss(nn.Module):
             return total / counted
         return total
 
-    def compute_diversity_loss(self, prototypes: torch.Tensor, proto_indices: list[tuple[int, int]]) -> torch.Tensor:
+    def compute_diversity_loss(
+        self, prototypes: torch.Tensor, proto_indices: list[tuple[int, int]]
+    ) -> torch.Tensor | float:
         normed = F.normalize(prototypes, p=2, dim=-1)
-        total = torch.tensor(0.0, device=prototypes.device)
+        total: torch.Tensor | float = 0.0  # the Python number 0.0 when no class has k_c > 1
         counted = 0
         for start, end in proto_indices:
             k = end - start

@@ -38,7 +38,7 @@ import torch
 from hypothesis import strategies as st
 from torch import nn
 
-from headaudit.adapters import LAYOUT_NEEDS, LOSS_CALL_NEEDS, Head, loss_terms
+from headaudit.adapters import LAYOUT_NEEDS, LOSS_CALL_NEEDS, Head, loss_terms, term_value
 from headaudit.build import accepts_keyword
 from headaudit.checks._common import Layout, coarsest, dtype_name, tolerance
 from headaudit.checks._contracts import build_contract_head, contract_layouts, features, logits_of
@@ -733,7 +733,7 @@ def _measure_contract(ctx: Context) -> ContractMeasurement:
                 fail("dict-keys", "train_labels", detail=", ".join(missing))
             checks = [(ce_key, ce), (total_key, measured)] + [(k, float(v)) for k, v in terms.items()]
             for key, value in checks:
-                got = float(breakdown[key].detach()) if isinstance(breakdown[key], torch.Tensor) else math.nan
+                got = term_value(breakdown[key])  # a plain 0.0 is a value, as in the originals
                 tol = tolerance(total.dtype, max(abs(value), float(np.abs(train_logits).max())), _ULPS)
                 if key == ce_key:
                     seen["ce"] = max(seen["ce"], abs(got - value))
