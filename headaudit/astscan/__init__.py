@@ -101,10 +101,12 @@ take a path), returns frozen, JSON-friendly records (``to_dict()``) sorted by
 naming the file when the source cannot be parsed.
 
 Layout: ``_source`` parses and indexes the file (classes, C3 lookup, imports); ``_tags`` holds
-the inference vocabulary above; ``_infer`` evaluates expressions and resolves calls;
-``_frame`` walks a function's statements and reports findings; ``_analysis`` runs the
-worklist over (function, class of ``self``) contexts and holds the public scanning
-functions; ``_host`` scans host code; ``_records`` holds the results and errors.
+the inference vocabulary above; ``_context`` holds a function's context and the interface
+of the worklist that ``_infer`` and ``_frame`` use; ``_infer`` evaluates expressions and
+resolves calls; ``_frame`` walks a function's statements and reports findings;
+``_analysis`` runs the worklist over (function, class of ``self``) contexts and holds the
+public scanning functions; ``_host`` scans host code; ``_records`` holds the results and
+errors.
 """
 
 from __future__ import annotations

@@ -8,8 +8,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import asdict
 from pathlib import Path
 
+from headaudit.astscan._context import _Ctx, _CtxKey, _Edge
 from headaudit.astscan._frame import _Frame
-from headaudit.astscan._infer import _Ctx, _CtxKey, _Edge
 from headaudit.astscan._records import RULES, AstScanError, Finding, FunctionRef, StaticAnalysis
 from headaudit.astscan._source import _FuncDef, _Index, _qualname, read_source
 from headaudit.astscan._tags import _EMPTY, _MAX_DEPTH, Tags, _annotation_tags

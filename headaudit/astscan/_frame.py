@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import ast
 from collections.abc import Iterable, Sequence
-from typing import TYPE_CHECKING, cast
+from typing import cast
 
-from headaudit.astscan._infer import _Ctx, _Edge, _Evaluator
+from headaudit.astscan._context import _Ctx, _Edge, _Worklist
+from headaudit.astscan._infer import _Evaluator
 from headaudit.astscan._records import Finding
 from headaudit.astscan._source import _short
 from headaudit.astscan._tags import (
@@ -31,14 +32,11 @@ from headaudit.astscan._tags import (
     _loop_kind,
 )
 
-if TYPE_CHECKING:
-    from headaudit.astscan._analysis import _Analysis
-
 
 class _Frame(_Evaluator):
     """One function in one context: its statements walked to a fixed point, then its findings."""
 
-    def __init__(self, analysis: _Analysis, ctx: _Ctx, facts_sink: dict[str, Tags] | None = None) -> None:
+    def __init__(self, analysis: _Worklist, ctx: _Ctx, facts_sink: dict[str, Tags] | None = None) -> None:
         super().__init__(analysis, ctx, facts_sink)
         self.findings: list[Finding] = []
         self.edges: list[_Edge] = []

@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import ast
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
-from headaudit.astscan._records import Finding
+from headaudit.astscan._context import _Ctx, _CtxKey, _Worklist
 from headaudit.astscan._source import _decorator_names, _FuncDef, _qualname
 from headaudit.astscan._tags import (
     _ATTR_SEEDS,
@@ -49,29 +47,11 @@ from headaudit.astscan._tags import (
     _objects,
 )
 
-if TYPE_CHECKING:
-    from headaudit.astscan._analysis import _Analysis
-
-_CtxKey = tuple[str | None, str, str | None]  # (defining class, function name, class of self)
-_Edge = tuple[_CtxKey, _FuncDef, dict[str, Tags], int]
-
-
-@dataclass
-class _Ctx:
-    key: _CtxKey
-    fn: _FuncDef
-    params: dict[str, Tags]
-    depth: int
-    via: str
-    root: bool = False
-    ret: Tags = _EMPTY
-    findings: tuple[Finding, ...] = ()
-
 
 class _Evaluator:
     """The tags of a function's names and expressions, in one context (see the package docstring)."""
 
-    def __init__(self, analysis: _Analysis, ctx: _Ctx, facts_sink: dict[str, Tags] | None = None) -> None:
+    def __init__(self, analysis: _Worklist, ctx: _Ctx, facts_sink: dict[str, Tags] | None = None) -> None:
         self.a = analysis
         self.index = analysis.index
         self.ctx = ctx

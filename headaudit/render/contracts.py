@@ -16,7 +16,7 @@ from typing import Any
 
 from headaudit.messages import Msg, render
 from headaudit.model import Report
-from headaudit.render.markdown import _check_block, _role, _roles, _verdict, cell
+from headaudit.render._blocks import _check_block, _role, _roles, _verdict, cell
 
 __all__ = ["render_contracts", "structure_text"]
 

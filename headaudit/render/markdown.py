@@ -5,103 +5,37 @@ Sections follow the hand-written report's order (一 theory, 二 engineering, �
 the groups and reproducibility. Each claim of the original report gets a subsection with what it
 said, the measured verdict, every check's verdict per subject with its evidence, and a
 command that reproduces it. Every sentence comes from the language's catalogue; nothing
-here imports torch or re-runs a check.
+here imports torch or re-runs a check. The pieces this module shares with the section
+renderers (labels, the verdict table head, a check's block) are in
+:mod:`headaudit.render._blocks`.
 """
 
 from __future__ import annotations
 
-import json
-import shlex
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from pathlib import PurePosixPath
-from types import ModuleType
 
 from headaudit.claims import CLAIMS, SECTIONS, Claim
 from headaudit.messages import Msg, render
 from headaudit.model import ClaimResult, Report, Result
-from headaudit.render.glance import anchor, glance
+from headaudit.render._blocks import (
+    _check_block,
+    _claim_label,
+    _command,
+    _role,
+    _role_table_head,
+    _roles,
+    _t,
+    _verdict,
+    cell,
+)
+from headaudit.render.contracts import render_contracts
+from headaudit.render.glance import glance
+from headaudit.render.missed import render_missed
+from headaudit.render.performance import render_performance
+from headaudit.render.summary import further_checks, host_files, summary_sections
 
 __all__ = ["GROUP_RENDERERS", "GROUP_SECTIONS", "cell", "group_section", "render_markdown"]
-
-_MARK: dict[str, str] = {"pass": "✅", "fail": "❌", "warn": "⚠️", "n/a": "➖", "error": "⛔"}
-_CLAIM_MARK: dict[str, str] = {
-    "confirmed": "✅",
-    "caveats": "⚠️",
-    "refuted": "❌",
-    "partly-measured": "◐",
-    "not-judged": "➖",
-}
-
-
-def _t(key: str, lang: str, **params: object) -> str:
-    return render(Msg(f"report.{key}", params), lang)
-
-
-def cell(text: str) -> str:
-    """Text safe inside a Markdown table cell: pipes escaped, line breaks as <br>."""
-    return text.replace("\\", "\\\\").replace("|", "\\|").replace("\r", "").replace("\n", "<br>")
-
-
-def _verdict(verdict: str, lang: str) -> str:
-    return f"{_MARK[verdict]} {render(Msg('verdict.' + verdict.replace('/', '-')), lang)}"
-
-
-def _role(role: str, lang: str) -> str:
-    return render(Msg(f"role.{role}"), lang) if role in ("baseline", "candidate") else role
-
-
-def _claim_label(result: ClaimResult, lang: str) -> str:
-    return f"{_CLAIM_MARK[result.verdict]} {render(Msg(f'claim.label.{result.verdict}'), lang)}"
-
-
-def _command(report: Report, only: Iterable[str] | None) -> str:
-    env = report.environment
-    prefix = "" if env.profile == "ci" else f"HYPOTHESIS_PROFILE={env.profile} "
-    words = ["headaudit", "report"]
-    if only is not None:
-        words += ["--only", ",".join(only)]
-    words += ["--seed", str(env.seed), *env.args]
-    return f"`{prefix}{shlex.join(words)}`"
-
-
-def _roles(report: Report) -> list[str]:
-    return [s.role for s in report.subjects]
-
-
-def _role_table_head(roles: list[str], lang: str) -> list[str]:
-    return [
-        f"| {_t('check', lang)} | " + " | ".join(_role(r, lang) for r in roles) + " |",
-        "|---|" + "---|" * len(roles),
-    ]
-
-
-def _evidence_json(results: list[Result]) -> str:
-    body = ",\n".join(f'"{r.subject}": {json.dumps(r.evidence, ensure_ascii=False, sort_keys=True)}' for r in results)
-    return "{\n" + body + "\n}"
-
-
-def _check_block(report: Report, check_id: str, lang: str) -> list[str]:
-    info = report.check(check_id)
-    results = [r for r in report.results if r.check == check_id]
-    if info is None:
-        return []
-    lines = [
-        f'<a id="{anchor(check_id)}"></a>',
-        "",
-        f"#### `{check_id}`: {info.title(lang)}",
-        "",
-        f"*{_t('method', lang)}*: {info.method(lang)}",
-        "",
-    ]
-    for r in results:
-        lines.append(f"- **{_role(r.subject, lang)}** {_verdict(r.verdict, lang)}: {r.summary(lang)}")
-    lines += _engineering().check_details(report, check_id, lang)
-    lines += ["", f"<details><summary>{_t('evidence', lang)}</summary>", "", "```json", _evidence_json(results), "```"]
-    for r in results:
-        if r.output:
-            lines += ["", f"{_t('output', lang)} ({_role(r.subject, lang)}):", "", "```text", r.output, "```"]
-    lines += ["", "</details>", "", f"{_t('reproduce', lang)}: {_command(report, [check_id])}", ""]
-    return lines
 
 
 def _claim_block(report: Report, claim: Claim, result: ClaimResult, lang: str) -> list[str]:
@@ -127,13 +61,6 @@ def _claim_block(report: Report, claim: Claim, result: ClaimResult, lang: str) -
     for check_id in dict.fromkeys(ran):
         lines += _check_block(report, check_id, lang)
     return lines
-
-
-def _engineering() -> ModuleType:
-    """The engineering sections' module (host files, the host matrix, 三 and 四); it builds on this one."""
-    from headaudit.render import summary
-
-    return summary
 
 
 def _examples_cell(r: Result | None, lang: str) -> str:
@@ -213,34 +140,11 @@ GroupRenderer = Callable[[Report, str], list[str]]
 GROUP_SECTIONS: tuple[str, ...] = ("missed", "contracts", "performance")
 
 #: A group with its own renderer; the others get :func:`group_section`.
-GROUP_RENDERERS: dict[str, GroupRenderer] = {}
-
-
-def _missed(report: Report, lang: str) -> list[str]:
-    from headaudit.render.missed import render_missed  # it builds on this module's helpers
-
-    return render_missed(report, lang)
-
-
-GROUP_RENDERERS["missed"] = _missed
-
-
-def _contracts(report: Report, lang: str) -> list[str]:
-    from headaudit.render.contracts import render_contracts  # it builds on this module's helpers
-
-    return render_contracts(report, lang)
-
-
-GROUP_RENDERERS["contracts"] = _contracts
-
-
-def _performance(report: Report, lang: str) -> list[str]:
-    from headaudit.render.performance import render_performance  # it builds on this module's helpers
-
-    return render_performance(report, lang)
-
-
-GROUP_RENDERERS["performance"] = _performance
+GROUP_RENDERERS: dict[str, GroupRenderer] = {
+    "missed": render_missed,
+    "contracts": render_contracts,
+    "performance": render_performance,
+}
 
 
 def group_section(report: Report, group: str, lang: str) -> list[str]:
@@ -268,13 +172,13 @@ def render_markdown(report: Report, lang: str = "en") -> str:
         f"> {_t('intro', lang, version=report.environment.tool_version)}",
         "",
         *_subjects(report, lang),
-        *_engineering().host_files(report, lang),
+        *host_files(report, lang),
         *glance(report, lang),
     ]
     for section, heading in SECTIONS.items():
         claims = [(c, report.claim(c.ref)) for c in CLAIMS if c.section == section]
         ran = [(c, r) for c, r in claims if r is not None and any(report.check(i) for i in c.checks)]
-        further = _engineering().further_checks(report, section, lang)
+        further = further_checks(report, section, lang)
         if not ran and not further:
             continue
         lines += [f"## {render(Msg(heading), lang)}", ""]
@@ -286,7 +190,7 @@ def render_markdown(report: Report, lang: str = "en") -> str:
             names = ", ".join(f"{c.ref} {render(c.title(), lang)}" for c in skipped)
             lines += [f"*{_t('not_judged', lang, claims=names)}*", ""]
         lines += further
-    lines += _engineering().summary_sections(report, lang)
+    lines += summary_sections(report, lang)
     for group in GROUP_SECTIONS:
         renderer = GROUP_RENDERERS.get(group)
         lines += renderer(report, lang) if renderer else group_section(report, group, lang)

@@ -20,7 +20,7 @@ from typing import Any
 
 from headaudit.messages import Msg, has, render
 from headaudit.model import Report, Result
-from headaudit.render.markdown import _check_block, _role, _roles, _verdict, cell
+from headaudit.render._blocks import _check_block, _role, _roles, _verdict, cell
 
 __all__ = ["render_missed", "why"]
 

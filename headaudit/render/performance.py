@@ -28,6 +28,7 @@ from typing import Any
 
 from headaudit.messages import Msg, render
 from headaudit.model import Report
+from headaudit.render._blocks import _check_block, _role, _role_table_head, _roles, _verdict, cell
 
 __all__ = ["STEP_TIME", "render_bench_markdown", "render_performance"]
 
@@ -62,13 +63,7 @@ def _times(value: Any) -> str:
     return "-" if ratio is None else f"{ratio:.3f}×"
 
 
-def _role(role: str, lang: str) -> str:
-    return render(Msg(f"role.{role}"), lang) if role in ("baseline", "candidate") else role
-
-
 def _table(head: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
-    from headaudit.render.markdown import cell
-
     out = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     out += ["| " + " | ".join(cell(c) for c in row) + " |" for row in rows]
     return [*out, ""]
@@ -374,16 +369,14 @@ def _charts(report: Report, lang: str) -> list[str]:
 
 def render_performance(report: Report, lang: str) -> list[str]:
     """The Performance section as Markdown lines (empty when no perf check ran)."""
-    from headaudit.render import markdown as md
-
     ids = [c.id for c in report.checks if c.group == GROUP]
     if not ids:
         return []
-    roles = md._roles(report)
+    roles = _roles(report)
     lines = [f"## {render(Msg(f'section.{GROUP}'), lang)}", "", *_intro(report, roles, lang)]
-    lines += md._role_table_head(roles, lang)
+    lines += _role_table_head(roles, lang)
     for check_id in ids:
-        cells = [md._verdict(r.verdict, lang) if (r := report.result(check_id, role)) else "" for role in roles]
+        cells = [_verdict(r.verdict, lang) if (r := report.result(check_id, role)) else "" for role in roles]
         lines.append(f"| `{check_id}` | " + " | ".join(cells) + " |")
     lines.append("")
     lines += _step_tables(report, roles, lang)
@@ -393,7 +386,7 @@ def render_performance(report: Report, lang: str) -> list[str]:
     lines += _recorded(report, lang)
     lines += _charts(report, lang)
     for check_id in ids:
-        lines += md._check_block(report, check_id, lang)
+        lines += _check_block(report, check_id, lang)
     return lines
 
 

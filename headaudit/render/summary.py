@@ -1,9 +1,7 @@
-"""The engineering half of the Markdown report: host files, the host matrix, 三 and 四.
+"""The engineering half of the Markdown report: host files, 三 and 四.
 
 - :func:`host_files`: the host files the run used (path, class, sha256, whether they
   imported here), after the subjects;
-- :func:`check_details`: extra lines in a check's block; for ``host.loss-dict`` the
-  matrix host variant x head class x mode per subject, and the call sites its source has;
 - :func:`further_checks`: the checks of a catalogue section that no claim covers
   (section 二's shapes, dtype and bad-input checks), so that every check is shown;
 - :func:`summary_sections`: section 三 (3.1 theory claims, 3.2 engineering claims, both
@@ -12,8 +10,9 @@
   with what the checks found about it, and a host edit only where this run verified it;
   :mod:`headaudit.advice`).
 
-Pure functions of a Report: no torch, nothing re-run. Every sentence is in the catalogues
-(``report.engineering.*``).
+The host matrix, shown in the block of ``host.loss-dict``, is with the rest of a check's
+block in :mod:`headaudit.render._blocks`. Pure functions of a Report: no torch, nothing
+re-run. Every sentence is in the catalogues (``report.engineering.*``).
 """
 
 from __future__ import annotations
@@ -26,19 +25,22 @@ from headaudit.advice import HostFixAdvice, cell_messages, judge_configuration, 
 from headaudit.claims import CLAIMS, Claim
 from headaudit.messages import Msg, render
 from headaudit.model import CLAIM_VERDICTS, ClaimResult, Report
-from headaudit.render.markdown import _check_block, _claim_label, _role, _role_table_head, _roles, _verdict, cell
+from headaudit.render._blocks import (
+    _MATRIX_CHECK,
+    _check_block,
+    _claim_label,
+    _e,
+    _role,
+    _role_table_head,
+    _roles,
+    _verdict,
+    cell,
+)
 
-__all__ = ["check_details", "further_checks", "host_files", "summary_sections"]
+__all__ = ["further_checks", "host_files", "summary_sections"]
 
 Json = Any
-_MATRIX_CHECK = "host.loss-dict"
-_MODES = ("train", "eval", "eval-no-target")
 _SECTION_GROUPS = {2: "engineering"}  # the sections that can hold checks no claim names
-_CELL_MARK = {"works": "✅", "loses-breakdown": "⚠️", "raises": "❌", "unrunnable": "➖", "unavailable": "➖"}
-
-
-def _e(key: str, lang: str, **params: object) -> str:
-    return render(Msg(f"report.engineering.{key}", params), lang)
 
 
 def _code(text: str) -> str:
@@ -73,89 +75,6 @@ def host_files(report: Report, lang: str) -> list[str]:
         if h.get("load_output"):
             lines += [_e("hosts.printed", lang, path=h["path"]), "", "```text", h["load_output"], "```", ""]
     return lines
-
-
-# --- the host matrix -------------------------------------------------------------------------
-
-
-def _cell_text(c: Mapping[str, Json], lang: str) -> str:
-    outcome = str(c.get("outcome"))
-    if outcome == "loses-breakdown":
-        text = _e(f"short.lost_{c.get('lost_in')}", lang, lost=list(c.get("lost", [])))
-    else:
-        text = _e(f"short.{outcome}", lang, detail=c.get("detail") or "")
-    return f"{_CELL_MARK.get(outcome, '')} {cell(text)}"
-
-
-def _call_line(host: Mapping[str, Json], site: Mapping[str, Json], lang: str) -> str:
-    raising: dict[str, list[Msg]] = {}
-    for p in site.get("predictions", []):
-        if p.get("outcome") == "raises":
-            raising.setdefault(str(p["head"]), []).append(Msg(f"report.engineering.mode.{p['mode']}"))
-    predicted = [Msg("report.engineering.calls.raises", {"head": h, "modes": m}) for h, m in raising.items()]
-    guards = [f"`{c}`" for c in site.get("conditions", [])] or "-"
-    return "- " + _e(
-        "calls.line",
-        lang,
-        host=Msg(f"report.engineering.variant.{host['variant']}"),
-        line=site["line"],
-        source=site["source"],
-        arity=site.get("arity") if site.get("arity") is not None else "-",
-        starred=Msg("report.engineering.calls.starred") if site.get("starred") else "",
-        guards=guards,
-        predicted=predicted or Msg("report.engineering.calls.none"),
-    )
-
-
-def _matrix(report: Report, lang: str) -> list[str]:
-    lines: list[str] = []
-    for role in _roles(report):
-        r = report.result(_MATRIX_CHECK, role)
-        evidence = r.evidence if r is not None and isinstance(r.evidence, Mapping) else {}
-        hosts = evidence.get("hosts") or []
-        if not hosts:
-            continue
-        lines += ["", f"**{_e('matrix.heading', lang, role=_role(role, lang))}**", ""]
-        modes = " | ".join(render(Msg(f"report.engineering.mode.{m}"), lang) for m in _MODES)
-        lines += [f"| {_e('matrix.host', lang)} | {_e('matrix.head', lang)} | {modes} |", "|---|---|" + "---|" * 3]
-        for host in hosts:
-            label = render(Msg(f"report.engineering.variant.{host['variant']}"), lang)
-            for head in evidence.get("head_classes", []):
-                cells = {c["mode"]: c for c in host.get("cells", []) if c.get("head") == head}
-                row = " | ".join(_cell_text(cells[m], lang) if m in cells else "" for m in _MODES)
-                lines.append(f"| {label} (`{cell(host['path'])}`) | `{head}` | {row} |")
-        lines.append("")
-        instances = evidence.get("instances")
-        if isinstance(instances, Mapping) and "msg" in instances:
-            from headaudit.messages import msg_from_dict
-
-            lines += [f"*{render(msg_from_dict(instances['msg']), lang)}*", ""]
-        lines += [_e("calls.heading", lang), ""]
-        for host in hosts:
-            for site in host.get("calls", []):
-                lines.append(_call_line(host, site, lang))
-            if not host.get("calls"):
-                lines.append(
-                    "- " + _e("calls.no_calls", lang, host=Msg(f"report.engineering.variant.{host['variant']}"))
-                )
-            if host.get("runtime"):
-                lines.append(
-                    "- "
-                    + _e(
-                        "calls.unavailable",
-                        lang,
-                        host=Msg(f"report.engineering.variant.{host['variant']}"),
-                        detail=host["runtime"],
-                    )
-                )
-    return lines
-
-
-def check_details(report: Report, check_id: str, lang: str) -> list[str]:
-    """Extra lines for a check's block (the matrix of ``host.loss-dict``; nothing for others)."""
-    if check_id == _MATRIX_CHECK:
-        return _matrix(report, lang)
-    return []
 
 
 # --- checks no claim covers ------------------------------------------------------------------
