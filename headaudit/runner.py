@@ -46,10 +46,12 @@ from headaudit.model import (
     to_evidence,
 )
 from headaudit.names import Missing, NameMap, closest, split_key, split_module, walk
+from headaudit.precision import dtype_name, recording, reduced_dtypes
 from headaudit.profiles import Profile
 from headaudit.registry import Check
 from headaudit.sandbox import CheckTimeout, SubjectRaised, captured, describe_exception, time_limit
 from headaudit.subjects import Subject
+from headaudit.working import not_working
 
 if TYPE_CHECKING:
     from headaudit.hosts import HostSet
@@ -196,6 +198,25 @@ def _settings_finding(check: Check[Any], subject: Subject) -> tuple[Finding, Jso
 
 
 def _measure(check: Check[Any], ctx: Context) -> tuple[Finding, Json]:
+    """Run and judge one check, noting the precision the subject computed in.
+
+    When the subject computed in a dtype coarser than float32 (autocast, bfloat16
+    parameters), every tolerance of the check was taken at that dtype's rounding
+    (:mod:`headaudit.precision`), and the result says so: the evidence lists the dtypes
+    and the sentence names the coarsest.
+    """
+    with recording():
+        finding, evidence = _measure_recorded(check, ctx)
+        reduced = reduced_dtypes()
+    if not reduced or finding.verdict in ("n/a", "error"):
+        return finding, evidence
+    names = [dtype_name(d) for d in reduced]
+    note = Msg("common.computed_in", {"message": finding.message, "dtype": names[0]})
+    evidence = {**evidence, "computed_in": names} if isinstance(evidence, dict) else evidence
+    return Finding(finding.verdict, note), evidence
+
+
+def _measure_recorded(check: Check[Any], ctx: Context) -> tuple[Finding, Json]:
     """Run and judge one check; every way it can end becomes a verdict."""
     try:
         measurement = check.measure(ctx)
@@ -251,6 +272,20 @@ def run_check(
     )
 
 
+_WORKING: weakref.WeakKeyDictionary[Subject, str | None] = weakref.WeakKeyDictionary()
+
+
+def _not_working(subject: Subject) -> str | None:
+    """Why ``subject`` is not a working head (:mod:`headaudit.working`), asked once per subject.
+
+    Asked inside the check's time limit; a head that hangs is not cached, so each check
+    reports its own timeout.
+    """
+    if subject not in _WORKING:
+        _WORKING[subject] = not_working(subject.head_cls, subject.sizes, subject.names)
+    return _WORKING[subject]
+
+
 def _run_guarded(
     check: Check[Any], subject: Subject, seed: int, profile: Profile, timeout: float | None, hosts: HostSet | None
 ) -> tuple[Finding, Json, str, Context | None]:
@@ -266,8 +301,12 @@ def _run_guarded(
                     evidence: Json = {"where": exc.where, "exception": exc.detail}
                 else:
                     settings = _settings_finding(check, subject)
+                    broken = _not_working(subject) if not missing else None
                     if missing:
                         finding, evidence = _missing_finding(missing)
+                    elif broken is not None:
+                        finding = Finding("error", Msg("common.not_working", {"detail": broken}))
+                        evidence = {"not_working": broken}
                     elif settings is not None:
                         finding, evidence = settings
                     else:

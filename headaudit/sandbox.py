@@ -29,6 +29,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
+from headaudit.precision import observing
+
 __all__ = [
     "OUTPUT_LIMIT",
     "CheckTimeout",
@@ -82,7 +84,8 @@ class SubjectRaised(Exception):
 def call_subject(where: str, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
     """Call into the subject; anything it raises becomes :class:`SubjectRaised`."""
     try:
-        return fn(*args, **kwargs)
+        with observing():  # the dtypes it computes in set the checks' tolerances
+            return fn(*args, **kwargs)
     except (SubjectRaised, CheckTimeout, KeyboardInterrupt):
         raise
     except BaseException as exc:  # SystemExit and GeneratorExit included: the subject must not end the run

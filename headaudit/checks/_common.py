@@ -5,7 +5,8 @@ class); :func:`layouts` generates them within the bounds CHECKS.md sets
 (``num_classes`` 2-8, ``max_prototypes`` 1-6, per-class counts 0..max).
 
 Tolerances are relative to the magnitudes involved and to the dtype the subject
-computed in (:func:`tolerance`); every check states the tolerance it used in its evidence.
+computed in: :func:`tolerance` is the one rule, in :mod:`headaudit.precision` (re-exported
+here); every check states the tolerance it used in its evidence.
 """
 
 from __future__ import annotations
@@ -20,9 +21,11 @@ from hypothesis import strategies as st
 from headaudit.adapters import Head, set_counts
 from headaudit.context import Context
 from headaudit.messages import Msg
+from headaudit.precision import coarsest, dtype_name, tolerance
 
 __all__ = [
     "Layout",
+    "coarsest",
     "dtype_name",
     "head_for_layout",
     "layouts",
@@ -30,28 +33,6 @@ __all__ = [
     "row_classes",
     "tolerance",
 ]
-
-
-def tolerance(dtype: torch.dtype, magnitude: float = 1.0, ulps: float = 64.0) -> float:
-    """``ulps`` units of ``dtype``'s machine epsilon, scaled by ``max(1, magnitude)``.
-
-    64 ulps covers the rounding of a few dozen accumulated operations; a real defect in
-    these heads moves values by many orders of magnitude more.
-    """
-    eps = torch.finfo(dtype).eps if dtype.is_floating_point else torch.finfo(torch.float64).eps
-    return float(ulps * eps * max(1.0, abs(magnitude)))
-
-
-def coarsest(*dtypes: torch.dtype) -> torch.dtype:
-    """The floating dtype with the largest epsilon among ``dtypes`` (the precision a result
-    can be trusted to when its inputs or its computation had that precision): a float64
-    head fed float32 inputs is compared at float32's rounding."""
-    floating = [d for d in dtypes if d.is_floating_point] or [torch.float64]
-    return max(floating, key=lambda d: torch.finfo(d).eps)
-
-
-def dtype_name(dtype: torch.dtype) -> str:
-    return str(dtype).replace("torch.", "")
 
 
 @dataclass(frozen=True)

@@ -101,7 +101,13 @@ class ModeReturns:
 
     @property
     def same(self) -> bool:
-        return self.original == self.subject
+        """Same arity, kinds and shapes. The dtype is the head's own (a float64 head returns
+        float64) and is shapes.dtype's to judge; it stays in the evidence."""
+        return _interface(self.original) == _interface(self.subject)
+
+
+def _interface(described: tuple[str, ...]) -> tuple[str, ...]:
+    return tuple(d.rsplit(" ", 1)[0] if d.startswith("tensor") else d for d in described)
 
 
 @dataclass(frozen=True)

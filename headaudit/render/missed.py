@@ -119,7 +119,8 @@ def _cb(r: Result) -> list[Msg]:
     ev: Mapping[str, Json] = r.evidence
     role = _role_msg(r.subject)
     cb = ev.get("class_balanced")
-    kind = r.message.id.rsplit(".", 1)[-1]
+    message = r.message.params["message"] if r.message.id == "common.computed_in" else r.message
+    kind = message.id.rsplit(".", 1)[-1]
     if kind == "no_mode":
         other = (ev.get("others") or [{}])[0]
         params = {"role": role, "batch": _number(other.get("batch_max_relative_difference"))}
