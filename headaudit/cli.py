@@ -42,6 +42,10 @@ host:
                   in the original report); CLASS defaults to the class that calls self.head(...).
                   Loaded like a head file. Its constructor is never run; a host whose imports
                   are missing here (timm, your packages) is still scanned statically.
+  --wrapper PATH[:CLASS]  the training wrapper (default: bundled timm_imagenet_exp.py:Model);
+                  CLASS defaults to the class that calls self.model(...). Loaded the same way
+                  and built as CLASS(model); a wrapper whose imports are missing here has its
+                  detection and its self.model(...) unpacks judged from the source, the rest n/a.
 
 name maps:
   --map CANONICAL=THEIRS tells the audit what your copy calls a part, e.g.
@@ -109,6 +113,11 @@ def _parser() -> argparse.ArgumentParser:
     report.add_argument("--candidate", metavar="SUBJECT", help="the revised head (default: bundled head_optimal.py)")
     report.add_argument(
         "--host", metavar="PATH[:CLASS]", help="the host that calls the head (default: bundled models_mae.py)"
+    )
+    report.add_argument(
+        "--wrapper",
+        metavar="PATH[:CLASS]",
+        help="the training wrapper around the host (default: bundled timm_imagenet_exp.py:Model)",
     )
     report.add_argument("--lang", choices=("en", "zh"), default="en")
     report.add_argument("--format", choices=("md", "json"), default="md")
@@ -309,8 +318,9 @@ def _cmd_report(args: argparse.Namespace) -> int:
     plots = _plots_dir(args.plots)
     profile = active_profile()
     subjects, chosen, options, timeout = _load_subjects(args)
-    reproduce = [*chosen, *(["--host", args.host] if args.host else []), *options]
-    hosts = load_hosts(args.host, timeout=timeout)
+    hosted = [*(["--host", args.host] if args.host else []), *(["--wrapper", args.wrapper] if args.wrapper else [])]
+    reproduce = [*chosen, *hosted, *options]
+    hosts = load_hosts(args.host, wrapper=args.wrapper, timeout=timeout)
     progress = (lambda msg: print(f"headaudit: {msg}", file=sys.stderr)) if sys.stderr.isatty() else None
     report = run_audit(
         subjects,

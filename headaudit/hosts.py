@@ -8,7 +8,8 @@ checks run such files and read their source, so a host file is a subject too:
   (:func:`headaudit.subjects.import_file`: its own folder importable, as part of its
   package where it has one, output captured, nothing written next to it, ``sys.path`` and
   ``sys.modules`` restored). Without ``:CLASS`` the host class is the class whose methods
-  call ``self.head(...)`` (found by :func:`headaudit.astscan.head_calls`);
+  call ``self.head(...)`` (found by :func:`headaudit.astscan.head_calls`); for the training
+  wrapper, the class whose methods call ``self.model(...)``;
 - a real host imports what the audit machine may not have (timm, the user's own
   packages). Its import failing is recorded, not fatal: :attr:`HostFile.unavailable`
   says what was raised (``ModuleNotFoundError: No module named 'timm'``) and the source
@@ -21,7 +22,8 @@ checks run such files and read their source, so a host file is a subject too:
 :class:`HostSet` is what the checks receive (``ctx.hosts``): the host under audit
 (``--host``, default the bundled ``models_mae.py`` as quoted in the original report), the
 report's suggested fix and the tool's own fix (both bundled, so every run judges the
-same two edits), and the bundled training wrapper.
+same two edits), and the training wrapper under audit (``--wrapper``, default the bundled
+``timm_imagenet_exp.py:Model``), loaded by the same rules.
 """
 
 from __future__ import annotations
@@ -52,6 +54,7 @@ __all__ = [
     "default_hosts",
     "load_host",
     "load_hosts",
+    "load_wrapper",
 ]
 
 #: The bundled host files: the host as quoted, the report's suggested fix (its section
@@ -66,11 +69,11 @@ def _classes(tree: ast.Module) -> list[str]:
     return [node.name for node in ast.walk(tree) if isinstance(node, ast.ClassDef)]
 
 
-def _calling_class(source: str, display: str) -> str | None:
-    """The first class with a method that calls ``self.head(...)``."""
+def _calling_class(source: str, display: str, receiver: str = "self.head") -> str | None:
+    """The first class with a method that calls ``receiver(...)`` (``self.head``)."""
     from headaudit.astscan import head_calls
 
-    for call in head_calls(source, display):
+    for call in head_calls(source, display, receiver):
         owner = call.function.split(".")[0]
         if owner and owner != "<module>" and owner != call.function:
             return owner
@@ -131,8 +134,12 @@ class HostFile:
         return obj
 
 
-def load_host(spec: str, label: str = "host", *, timeout: float | None = None) -> HostFile:
-    """Load a host file; raise :class:`SubjectError` (one clear line) for bad input only."""
+def load_host(spec: str, label: str = "host", *, timeout: float | None = None, receiver: str = "self.head") -> HostFile:
+    """Load a host file; raise :class:`SubjectError` (one clear line) for bad input only.
+
+    Without ``:CLASS`` the class is the first one whose methods call ``receiver(...)``
+    (``self.head`` for a host, ``self.model`` for a training wrapper).
+    """
     target, wanted = split_spec(spec)
     path = locate_file(target, label)
     if path is None:
@@ -144,10 +151,10 @@ def load_host(spec: str, label: str = "host", *, timeout: float | None = None) -
     except SyntaxError as exc:
         raise SubjectError(f"{label} {display!r} is not valid Python: {exc.msg} (line {exc.lineno})") from None
     defined = _classes(tree)
-    name = wanted or _calling_class(source, display)
+    name = wanted or _calling_class(source, display, receiver)
     if name is None:
         raise SubjectError(
-            f"{label} {display!r} has no class whose methods call self.head(...); name the host as PATH:CLASS "
+            f"{label} {display!r} has no class whose methods call {receiver}(...); name the class as PATH:CLASS "
             f"(it defines: {', '.join(defined) or 'no classes'})"
         )
     if name not in defined:
@@ -219,13 +226,23 @@ def _bundled(spec: str) -> str:
     return str(bundled_reference(target)) + (f":{cls}" if cls else "")
 
 
-def load_hosts(host: str | None = None, *, timeout: float | None = None) -> HostSet:
-    """The host set with ``host`` under audit (default: the bundled ``models_mae.py``)."""
+def load_wrapper(spec: str | None = None, *, timeout: float | None = None) -> HostFile:
+    """The training wrapper (default: the bundled ``timm_imagenet_exp.py:Model``).
+
+    Loaded like a host; without ``:CLASS`` its class is the first one whose methods call
+    ``self.model(...)``. A wrapper whose imports are missing here is kept for its source.
+    """
+    return load_host(spec or _bundled(WRAPPER), "wrapper", timeout=timeout, receiver="self.model")
+
+
+def load_hosts(host: str | None = None, *, wrapper: str | None = None, timeout: float | None = None) -> HostSet:
+    """The host set with ``host`` and ``wrapper`` under audit (default: the bundled
+    ``models_mae.py`` and ``timm_imagenet_exp.py:Model``)."""
     return HostSet(
         host=load_host(host or _bundled(DEFAULT_HOST), "host", timeout=timeout),
         suggested=load_host(_bundled(SUGGESTED_HOST), "suggested host", timeout=timeout),
         fixed=load_host(_bundled(FIXED_HOST), "fixed host", timeout=timeout),
-        wrapper=load_host(_bundled(WRAPPER), "training wrapper", timeout=timeout),
+        wrapper=load_wrapper(wrapper, timeout=timeout),
     )
 
 

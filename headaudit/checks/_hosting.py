@@ -20,7 +20,12 @@ Shared by ``host.loss-dict`` and the ``trainer.*`` checks:
 - :func:`call_sites`: the static side, from the host's source alone: every
   ``self.head(...)`` call of the host class, its unpack arity and guards, and what the
   unpack does with each head class's measured return in each mode (guards are evaluated
-  for the mode where they only read ``self.training`` and the forward's arguments).
+  for the mode where they only read ``self.training`` and the forward's arguments);
+- the training wrapper's source (``trainer.*``, where the wrapper does not import):
+  :func:`detection_site` finds where it decides that a head is multi-prototype,
+  :class:`WrapperSource` evaluates that decision's own text without the file's imports or
+  constructor, and :func:`call_sites` with ``receiver="self.model"`` reads its unpacks of
+  what the host returns (:func:`host_return`), guards evaluated on the same view.
 """
 
 from __future__ import annotations
@@ -29,7 +34,8 @@ import ast
 import inspect
 import re
 import textwrap
-from collections.abc import Iterable, Mapping, Sequence
+import types
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -39,23 +45,32 @@ from torch import nn
 from headaudit.astscan import head_calls
 from headaudit.context import Context
 from headaudit.hosts import HostFile
-from headaudit.sandbox import SubjectRaised, call_subject
+from headaudit.sandbox import SubjectRaised, call_subject, captured, describe_exception
 
 __all__ = [
     "HEAD_CLASS_NEEDS",
     "MODES",
+    "QUOTED_DETECTION",
     "CallSite",
     "Cell",
+    "DetectionSite",
     "HeadReturn",
     "Prediction",
+    "SourceDetection",
+    "Unresolved",
+    "WrapperSource",
     "build_head",
     "call_sites",
+    "constructor_locals",
+    "detection_site",
     "forward_source",
     "head_classes",
     "head_returns",
+    "host_return",
     "inputs",
     "run_cell",
     "run_matrix",
+    "source_detection",
     "stand_in_backbone",
 ]
 
@@ -288,12 +303,17 @@ def _function(tree: ast.Module, qualname: str) -> ast.FunctionDef | ast.AsyncFun
     return found if isinstance(found, (ast.FunctionDef, ast.AsyncFunctionDef)) else None
 
 
-def _reached(conditions: Sequence[str], params: Sequence[str], train: bool, target: bool) -> bool | None:
+def _reached(
+    conditions: Sequence[str], params: Sequence[str], train: bool, target: bool, this: Any = None
+) -> bool | None:
+    """Whether the guards hold; ``self`` is ``this`` where given, else a view of the mode alone."""
     if not conditions:
         return True
     names: dict[str, Any] = {}
     for i, param in enumerate(params):
-        names[param] = _ModeView(train) if i == 0 else _Value() if i == 1 or target else None
+        names[param] = (
+            (this if this is not None else _ModeView(train)) if i == 0 else (_Value() if i == 1 or target else None)
+        )
     try:
         return all(
             bool(eval(c, {"__builtins__": {}}, dict(names))) for c in conditions
@@ -314,18 +334,30 @@ def forward_source(host: HostFile) -> str | None:
     return None
 
 
-def call_sites(host: HostFile, returns: Sequence[HeadReturn]) -> tuple[CallSite, ...]:
-    """The host class's ``self.head(...)`` calls and what each does with each return."""
+def call_sites(
+    host: HostFile,
+    returns: Sequence[HeadReturn],
+    *,
+    receiver: str = "self.head",
+    view: Callable[[HeadReturn], Any] | None = None,
+) -> tuple[CallSite, ...]:
+    """The host class's ``receiver(...)`` calls and what each does with each return.
+
+    ``receiver`` is ``self.head`` for a host, ``self.model`` for the training wrapper (whose
+    ``returns`` are then what the host returned to it); ``view(r)`` is the ``self`` its
+    guards are evaluated on for the return ``r`` (default: one that knows only the mode).
+    """
     tree = ast.parse(host.source)
     sites = []
-    for call in head_calls(host.source, host.display):
+    for call in head_calls(host.source, host.display, receiver):
         if call.function.split(".")[0] != host.class_name:
             continue
         node = _function(tree, call.function)
         params = [a.arg for a in node.args.args] if node is not None else []
         predictions = []
         for r in returns:
-            reached = _reached(call.conditions, params, r.mode == "train", r.mode != "eval-no-target")
+            this = view(r) if view is not None else None
+            reached = _reached(call.conditions, params, r.mode == "train", r.mode != "eval-no-target", this)
             if call.usage != "unpack" or call.arity is None:
                 outcome = "no-unpack"
             elif reached is False:
@@ -348,3 +380,341 @@ def call_sites(host: HostFile, returns: Sequence[HeadReturn]) -> tuple[CallSite,
             )
         )
     return tuple(sites)
+
+
+def host_return(ctx: Context, host: HostFile, cls: type, mode: str) -> int | None:
+    """How many values ``host``'s ``forward`` returns with a ``cls`` head in ``mode`` (with a
+    target, as the training wrapper calls it); None when it raised or did not import."""
+    if host.host_cls is None:
+        return None
+    images, labels = inputs(ctx)
+    head = build_head(ctx, cls, train=mode == "train")
+    obj = host.stand_in(head, stand_in_backbone)
+    _set_mode(obj, head, mode == "train")
+    args, kwargs = _call_args(host.host_cls, images, None if mode == "eval-no-target" else labels)
+    try:
+        return _count(call_subject(f"{host.class_name}.forward", obj, *args, **kwargs))
+    except SubjectRaised:
+        return None
+
+
+# --- the training wrapper's source ----------------------------------------------------
+#
+# The wrapper under audit may not import here (the real one imports timm and its project's
+# packages). What its source says is still judged: where it decides that the model's head
+# is a multi-prototype head (:func:`detection_site`), what that decision gives for a head
+# (:class:`WrapperSource`: the decision's own text, and the wrapper methods and file
+# functions it calls, compiled from the source alone and evaluated on the host holding the
+# head), and how its ``self.model(...)`` calls unpack what the host returns
+# (:func:`call_sites` with ``receiver="self.model"``, guards evaluated on the same view).
+# Nothing the file imports is assumed: a name it imports is imported by itself where this
+# machine has the module, and a name from a module that is missing (or from the file's
+# constructor arguments the audit does not pass) makes that part unresolved, naming it.
+
+#: The detection method as the original report quotes it (the fallback when no guard names one).
+QUOTED_DETECTION = "_detect_multi_prototype_head"
+_SAFE_BUILTINS = (
+    "hasattr", "getattr", "isinstance", "issubclass", "callable", "type", "bool", "len", "any", "all", "str",
+    "int", "float", "tuple", "list", "dict", "set", "frozenset", "iter", "next", "min", "max", "sum", "sorted",
+    "reversed", "enumerate", "zip", "range", "repr", "AttributeError", "Exception", "TypeError", "KeyError",
+    "ValueError", "RuntimeError", "NotImplementedError",
+)  # fmt: skip
+
+
+@dataclass(frozen=True)
+class DetectionSite:
+    """Where the wrapper decides that its model's head is a multi-prototype head.
+
+    ``expression`` is the decision as written (``self._detect_multi_prototype_head()``),
+    ``function`` and ``line`` where it is written, ``flag`` the attribute that keeps it
+    (read by the guards of ``self.model(...)``), ``found_by`` how it was found: ``guard``
+    (a flag or a call in the guards of the wrapper's ``self.model(...)`` calls) or
+    ``name`` (the method name the original report quotes).
+    """
+
+    expression: str
+    function: str
+    line: int
+    flag: str | None
+    found_by: str
+
+
+@dataclass(frozen=True)
+class SourceDetection:
+    """What the detection, read from the source, gives for one head (None: unresolved)."""
+
+    head: str
+    detected: bool | None
+    unresolved: str | None = None  # what it needs that the source alone does not give
+
+
+class Unresolved(Exception):
+    """The wrapper's source needs a name only its import, or its constructor, provides."""
+
+    def __init__(self, name: str, module: str | None = None, detail: str | None = None) -> None:
+        self.name, self.module, self.detail = name, module, detail
+        where = f" (from `{module}`)" if module else ""
+        super().__init__(f"`{name}`{where}" + (f": {detail}" if detail else ""))
+
+
+def _class_node(tree: ast.Module, name: str) -> ast.ClassDef | None:
+    return next((n for n in tree.body if isinstance(n, ast.ClassDef) and n.name == name), None)
+
+
+def _self_attr(node: ast.AST) -> str | None:
+    if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id == "self":
+        return node.attr
+    return None
+
+
+def _assignments(cls: ast.ClassDef) -> dict[str, list[tuple[str, ast.stmt]]]:
+    """``self.<attr> = ...`` statements of the class: attr -> [(method, statement)]."""
+    out: dict[str, list[tuple[str, ast.stmt]]] = {}
+    for method in cls.body:
+        if not isinstance(method, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            continue
+        for node in ast.walk(method):
+            targets = (
+                node.targets
+                if isinstance(node, ast.Assign)
+                else [node.target]
+                if isinstance(node, (ast.AnnAssign, ast.AugAssign))
+                else []
+            )
+            for target in targets:
+                attr = _self_attr(target)
+                if attr is not None and isinstance(node, ast.stmt):
+                    out.setdefault(attr, []).append((method.name, node))
+    return out
+
+
+def _methods(cls: ast.ClassDef) -> dict[str, ast.FunctionDef]:
+    return {n.name: n for n in cls.body if isinstance(n, ast.FunctionDef)}
+
+
+def detection_site(wrapper: HostFile) -> DetectionSite | None:
+    """Where the wrapper class decides that the head is multi-prototype (None: nowhere found).
+
+    The decision is what selects which ``self.model(...)`` call runs: the first guard of
+    those calls (other than ``self.training``) that calls a method of the class or a
+    function of the file, or reads an attribute the class computes (``self.<flag> =
+    <expression>``, not a plain copy of an argument); failing that, the class's method
+    with the name the original report quotes (:data:`QUOTED_DETECTION`).
+    """
+    tree = ast.parse(wrapper.source)
+    cls = _class_node(tree, wrapper.class_name)
+    if cls is None:
+        return None
+    methods = _methods(cls)
+    functions = {n.name for n in tree.body if isinstance(n, ast.FunctionDef)}
+    assigned = _assignments(cls)
+    for call in head_calls(wrapper.source, wrapper.display, "self.model"):
+        if call.function.split(".")[0] != wrapper.class_name:
+            continue
+        for condition in call.conditions:
+            for node in ast.walk(ast.parse(condition, mode="eval")):
+                if isinstance(node, ast.Call) and (
+                    _self_attr(node.func) in methods or (isinstance(node.func, ast.Name) and node.func.id in functions)
+                ):
+                    return DetectionSite(ast.unparse(node), call.function, call.line, None, "guard")
+                attr = _self_attr(node)
+                if attr is None or attr == "training" or attr in methods or attr not in assigned:
+                    continue
+                where, stmt = assigned[attr][0]
+                value = getattr(stmt, "value", None)
+                if value is not None and not isinstance(value, (ast.Name, ast.Constant)):
+                    return DetectionSite(ast.unparse(value), f"{cls.name}.{where}", stmt.lineno, attr, "guard")
+    quoted = methods.get(QUOTED_DETECTION)
+    if quoted is None:
+        return None
+    wanted = f"self.{QUOTED_DETECTION}()"
+    flag = next(
+        (a for a, places in assigned.items() for _, st in places if ast.unparse(getattr(st, "value", st)) == wanted),
+        None,
+    )
+    return DetectionSite(wanted, f"{cls.name}.{QUOTED_DETECTION}", quoted.lineno, flag, "name")
+
+
+def constructor_locals(cls: type, model: Any) -> dict[str, Any]:
+    """The wrapper constructor's arguments as the checks build it: ``cls(model)``, defaults for the rest."""
+    try:
+        bound = inspect.signature(cls).bind_partial(model)
+    except (TypeError, ValueError):
+        return {}
+    bound.apply_defaults()
+    return dict(bound.arguments)
+
+
+def _compile_def(node: ast.stmt, filename: str) -> Any:
+    import __future__
+
+    module = ast.Module(body=[node], type_ignores=[])
+    return compile(module, filename, "exec", flags=__future__.annotations.compiler_flag, dont_inherit=True)
+
+
+class _SourceSelf:
+    """``self`` of the wrapper as its source describes it, its constructor never run.
+
+    It holds ``model`` and ``training``; a method of the class is its source compiled alone;
+    an attribute the constructor sets once, at the top of ``__init__``, is that statement's
+    value evaluated when first read (``__init__``'s arguments as ``cls(model)`` binds them).
+    """
+
+    def __init__(self, source: WrapperSource, model: Any, training: bool) -> None:
+        self.__dict__.update(model=model, training=training, _headaudit_source=source, _headaudit_busy=set())
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("__"):
+            raise AttributeError(name)
+        return self.__dict__["_headaudit_source"].attribute(self, name)
+
+
+class WrapperSource:
+    """The wrapper class and the file's functions, compiled from the source alone (see above)."""
+
+    def __init__(self, wrapper: HostFile) -> None:
+        import builtins
+
+        self.file = wrapper
+        tree = ast.parse(wrapper.source)
+        self._globals: dict[str, Any] = {
+            "__builtins__": {n: getattr(builtins, n) for n in _SAFE_BUILTINS},
+            "__name__": "headaudit_wrapper_source",
+        }
+        self._imports: dict[str, tuple[str, str | None]] = {}
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Import):
+                for alias in node.names:
+                    top = alias.name.split(".")[0]
+                    self._imports.setdefault(alias.asname or top, (alias.name if alias.asname else top, None))
+            elif isinstance(node, ast.ImportFrom):
+                base = "." * node.level + (node.module or "")
+                for alias in node.names:
+                    if alias.name != "*":
+                        self._imports.setdefault(alias.asname or alias.name, (base, alias.name))
+        self._broken: dict[str, str] = {}
+        for node in tree.body:
+            if isinstance(node, ast.FunctionDef) and not node.decorator_list:
+                self._define(node, self._globals)
+        cls = _class_node(tree, wrapper.class_name)
+        self._methods: dict[str, Any] = {}
+        self._init_params: tuple[str, ...] = ()
+        self._init_locals_src: dict[str, ast.expr | None] = {}
+        self._attrs: dict[str, list[tuple[str, ast.stmt]]] = {}
+        self._init_top: set[int] = set()
+        if cls is not None:
+            for node in _methods(cls).values():
+                if not node.decorator_list:
+                    self._define(node, self._methods)
+            self._attrs = _assignments(cls)
+            init = _methods(cls).get("__init__")
+            if init is not None:
+                args = init.args
+                positional = [*args.posonlyargs, *args.args][1:]
+                defaults: list[ast.expr | None] = [None] * (len(positional) - len(args.defaults)) + list(args.defaults)
+                self._init_locals_src = dict(zip((a.arg for a in positional), defaults, strict=True))
+                for arg, default in zip(args.kwonlyargs, args.kw_defaults, strict=True):
+                    self._init_locals_src[arg.arg] = default
+                self._init_top = {id(st) for st in init.body}
+
+    def _define(self, node: ast.FunctionDef, namespace: dict[str, Any]) -> None:
+        try:
+            exec(_compile_def(node, self.file.display), self._globals, namespace)  # the file's own def, alone
+        except Exception as exc:
+            self._broken[node.name] = describe_exception(exc)
+
+    def instance(self, model: Any, training: bool = False) -> Any:
+        """A ``self`` of the wrapper class holding ``model``."""
+        return _SourceSelf(self, model, training)
+
+    def init_locals(self, obj: Any) -> dict[str, Any]:
+        """``__init__``'s arguments as ``cls(model)`` binds them: the model first, defaults after."""
+        out: dict[str, Any] = {}
+        for i, (name, default) in enumerate(self._init_locals_src.items()):
+            if i == 0:
+                out[name] = obj.__dict__["model"]
+            elif default is not None:
+                try:
+                    out[name] = self.evaluate(ast.unparse(default), {})
+                except Exception:
+                    continue
+        return out
+
+    def attribute(self, obj: Any, name: str) -> Any:
+        if name in self._methods:
+            return types.MethodType(self._methods[name], obj)
+        if name in self._broken:
+            raise Unresolved(f"self.{name}", None, f"its source cannot be compiled alone ({self._broken[name]})")
+        places = self._attrs.get(name)
+        if not places:
+            raise AttributeError(f"{self.file.class_name!r} object has no attribute {name!r}")
+        where, stmt = places[0]
+        value = getattr(stmt, "value", None)
+        if (
+            len(places) > 1
+            or where != "__init__"
+            or id(stmt) not in self._init_top
+            or not isinstance(stmt, (ast.Assign, ast.AnnAssign))
+            or value is None
+        ):
+            raise Unresolved(f"self.{name}", None, "set where the source alone cannot tell its value")
+        busy: set[str] = obj.__dict__["_headaudit_busy"]
+        if name in busy:
+            raise Unresolved(f"self.{name}", None, "its value refers to itself")
+        busy.add(name)
+        try:
+            result = self.evaluate(ast.unparse(value), {"self": obj, **self.init_locals(obj)})
+        finally:
+            busy.discard(name)
+        obj.__dict__[name] = result
+        return result
+
+    def evaluate(self, expression: str, local: dict[str, Any]) -> Any:
+        """``expression`` evaluated on ``local``; raises :class:`Unresolved` naming what it lacks."""
+        code = compile(expression, self.file.display, "eval")
+        for _ in range(64):
+            try:
+                return eval(code, self._globals, dict(local))  # the wrapper's own text
+            except NameError as exc:
+                self._resolve(exc.name or str(exc))
+        raise Unresolved(expression, None, "needs too many imported names")
+
+    def _resolve(self, name: str) -> None:
+        if name in self._broken:
+            raise Unresolved(name, None, f"its source cannot be compiled alone ({self._broken[name]})")
+        if name not in self._imports:
+            if name in self._init_locals_src:
+                raise Unresolved(name, None, "a constructor argument the audit does not pass")
+            raise Unresolved(name)
+        module, attr = self._imports[name]
+        missing = self.file.missing_module
+        if module.startswith("."):
+            raise Unresolved(name, module, "a relative import of the wrapper's package")
+        if missing and (module == missing or module.startswith(missing + ".") or missing.startswith(module + ".")):
+            raise Unresolved(name, module, "not importable here")
+        import importlib
+
+        try:
+            with captured():
+                value: Any = importlib.import_module(module)
+                if attr is not None:
+                    value = (
+                        getattr(value, attr) if hasattr(value, attr) else importlib.import_module(f"{module}.{attr}")
+                    )
+        except (Exception, SystemExit) as exc:
+            raise Unresolved(name, module, describe_exception(exc)) from None
+        self._globals[name] = value
+
+
+def source_detection(source: WrapperSource, site: DetectionSite, model: Any, head: str) -> SourceDetection:
+    """What ``site`` gives for a ``model`` holding the head, read from the source alone."""
+    obj = source.instance(model, training=False)
+    local = {"self": obj, **(source.init_locals(obj) if site.function.endswith(".__init__") else {})}
+    try:
+        with captured():
+            value = source.evaluate(site.expression, local)
+        return SourceDetection(head, bool(value))
+    except Unresolved as exc:
+        return SourceDetection(head, None, str(exc))
+    except (Exception, SystemExit) as exc:  # the source's own raise, on a wrapper made without its constructor
+        return SourceDetection(head, None, describe_exception(exc))

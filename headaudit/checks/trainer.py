@@ -1,9 +1,12 @@
 """The training wrapper ``Model`` of ``timm_imagenet_exp.py`` (claim 2.5).
 
 The original report says the wrapper detects multi-prototype heads and trains them with
-the head's own loss. The wrapper is the bundled reference; the host inside it is an
-instance of a host class made without its constructor (see :mod:`headaudit.checks._hosting`)
-holding the head under test.
+the head's own loss. The wrapper is the one under audit (``--wrapper``, default the bundled
+reference), built as ``Model(model)``; the host inside it is an instance of a host class
+made without its constructor (see :mod:`headaudit.checks._hosting`) holding the head under
+test. Where the wrapper decides that a head is multi-prototype is read from its source
+(:func:`~headaudit.checks._hosting.detection_site`): the run evaluates that decision on the
+built wrapper, and the source reading evaluates the same text without importing the file.
 
 - ``trainer.detect``: the wrapper's detection is true for every head class of the file and
   false for a plain ``nn.Linear`` head (the negative control, in the same host).
@@ -15,6 +18,17 @@ holding the head under test.
   and its gradient must reach ``proto_manager.prototypes`` (finite, not all zero); eval
   must return logits of shape ``(B, num_classes)``. A raise of the wrapper here is its
   measured behaviour; a raise of the head is the subject's (``error``).
+
+A wrapper that does not import here (the real one imports timm and its project's packages)
+is judged from its source, as ``host.loss-dict`` judges such a host: ``trainer.detect``
+evaluates the detection's own text (and the wrapper methods and file functions it calls)
+on the host holding each head and the ``nn.Linear`` control, and ``trainer.step`` reads
+every ``self.model(...)`` call of the wrapper class, its unpack arity and guards (the
+detection flag included), against what the host returned with each head in training and
+eval. A reading that shows a defect fails, naming the missing module as why it was not
+run; otherwise the check is ``n/a`` naming the module, the reading in its sentence (the
+loss's shape and its gradient need the run). Whatever the reading needs from a missing
+import, or from a constructor argument the audit does not pass, is named as unresolved.
 
 Costs about 0.1 s per subject.
 """
@@ -30,11 +44,21 @@ from torch import nn
 
 from headaudit.checks._hosting import (
     HEAD_CLASS_NEEDS,
+    CallSite,
     Cell,
+    DetectionSite,
+    HeadReturn,
+    SourceDetection,
+    WrapperSource,
     build_head,
+    call_sites,
+    constructor_locals,
+    detection_site,
     head_classes,
+    host_return,
     inputs,
     run_matrix,
+    source_detection,
     stand_in_backbone,
 )
 from headaudit.context import Context
@@ -57,10 +81,13 @@ def _carrier(ctx: Context) -> tuple[str, HostFile]:
 
 
 def _wrap(ctx: Context, host: HostFile, head: Any) -> Any:
+    return _wrap_model(ctx, host.stand_in(head, stand_in_backbone))
+
+
+def _wrap_model(ctx: Context, model: Any) -> Any:
     wrapper_cls = ctx.hosts.wrapper.host_cls
     if wrapper_cls is None:
         raise SubjectRaised("import of the training wrapper", ImportError(ctx.hosts.wrapper.unavailable or ""))
-    model = host.stand_in(head, stand_in_backbone)
     return call_subject(f"{ctx.hosts.wrapper.class_name}(...)", wrapper_cls, model)
 
 
@@ -70,7 +97,7 @@ def _wrap(ctx: Context, host: HostFile, head: Any) -> Any:
 @dataclass(frozen=True)
 class Detection:
     head: str
-    detected: bool  # what `_detect_multi_prototype_head()` returned
+    detected: bool  # what the wrapper's detection returned (`_detect_multi_prototype_head()`)
     used: bool | None  # the flag the wrapper's forward reads (`_use_multi_prototype_head`)
 
 
@@ -79,25 +106,72 @@ class DetectMeasurement:
     wrapper: str
     host: str
     heads: tuple[Detection, ...]
-    linear: Detection  # the negative control: an nn.Linear head in the same host
+    linear: Detection | None  # the negative control: an nn.Linear head in the same host (None: not run)
+    site: DetectionSite | None = None  # where the wrapper decides, read from its source
+    runtime: str | None = None  # None: the wrapper imported and ran; else why it did not import
+    missing_module: str | None = None
+    from_source: tuple[SourceDetection, ...] = ()  # the decision's own text on each head, and the control
 
 
-def _detect(ctx: Context, host: HostFile, head: Any, name: str) -> Detection:
-    wrapper = _wrap(ctx, host, head)
-    detected = call_subject("_detect_multi_prototype_head", wrapper._detect_multi_prototype_head)
-    used = getattr(wrapper, "_use_multi_prototype_head", None)
+def _detect(ctx: Context, host: HostFile, head: Any, name: str, site: DetectionSite) -> Detection:
+    model = host.stand_in(head, stand_in_backbone)
+    wrapper = _wrap_model(ctx, model)
+    module = ctx.hosts.wrapper.module
+    local = {"self": wrapper}
+    if site.function.endswith(".__init__") and ctx.hosts.wrapper.host_cls is not None:
+        local.update(constructor_locals(ctx.hosts.wrapper.host_cls, model))
+    namespace = dict(vars(module)) if module is not None else {}
+    code = compile(site.expression, ctx.hosts.wrapper.display, "eval")
+    detected = call_subject(site.expression, eval, code, namespace, local)  # the wrapper's decision, as written
+    used = getattr(wrapper, site.flag, None) if site.flag else None
     return Detection(name, bool(detected), None if used is None else bool(used))
 
 
 def _measure_detect(ctx: Context) -> DetectMeasurement:
     _, host = _carrier(ctx)
-    heads = tuple(_detect(ctx, host, build_head(ctx, cls, train=False), cls.__name__) for cls in head_classes(ctx))
-    torch.manual_seed(ctx.seed)
-    linear = _detect(ctx, host, nn.Linear(16, 3), "nn.Linear")
-    return DetectMeasurement(ctx.hosts.wrapper.display, host.display, heads, linear)
+    wrapper = ctx.hosts.wrapper
+    site = detection_site(wrapper)
+    classes = head_classes(ctx)
+    heads: tuple[Detection, ...] = ()
+    linear: Detection | None = None
+    if wrapper.runnable and site is not None:
+        heads = tuple(_detect(ctx, host, build_head(ctx, cls, train=False), cls.__name__, site) for cls in classes)
+        torch.manual_seed(ctx.seed)
+        linear = _detect(ctx, host, nn.Linear(16, 3), "nn.Linear", site)
+    from_source: tuple[SourceDetection, ...] = ()
+    if site is not None:
+        source = WrapperSource(wrapper)
+        models = [(cls.__name__, build_head(ctx, cls, train=False)) for cls in classes]
+        torch.manual_seed(ctx.seed)
+        models.append(("nn.Linear", nn.Linear(16, 3)))
+        from_source = tuple(
+            source_detection(source, site, host.stand_in(head, stand_in_backbone), name) for name, head in models
+        )
+    return DetectMeasurement(
+        wrapper.display, host.display, heads, linear, site, wrapper.unavailable, wrapper.missing_module, from_source
+    )
+
+
+def _judge_source_detect(m: DetectMeasurement, site: DetectionSite) -> Finding:
+    where = {"detail": m.runtime or "", "expression": site.expression, "line": site.line}
+    heads = [d for d in m.from_source if d.head != "nn.Linear"]
+    control = next((d for d in m.from_source if d.head == "nn.Linear"), None)
+    missed = [d.head for d in heads if d.detected is False]
+    if missed:
+        return Finding("fail", Msg("trainer.detect.fail_static", {**where, "heads": missed}))
+    if control is not None and control.detected is True:
+        return Finding("fail", Msg("trainer.detect.fail_static_linear", {**where, "heads": [d.head for d in heads]}))
+    unresolved = sorted({d.unresolved for d in m.from_source if d.unresolved})
+    if unresolved or not heads or control is None:
+        return Finding("n/a", Msg("trainer.detect.na_unresolved", {**where, "names": unresolved or "-"}))
+    return Finding("n/a", Msg("trainer.detect.na_runtime", {**where, "heads": [d.head for d in heads]}))
 
 
 def _judge_detect(m: DetectMeasurement) -> Finding:
+    if m.site is None:
+        return Finding("n/a", Msg("trainer.detect.no_site", {"wrapper": m.wrapper}))
+    if m.runtime is not None or m.linear is None:
+        return _judge_source_detect(m, m.site)
     missed = [d.head for d in m.heads if not d.detected or d.used is False]
     if missed:
         return Finding("fail", Msg("trainer.detect.missed", {"heads": missed}))
@@ -148,23 +222,31 @@ class Step:
 class StepMeasurement:
     wrapper: str
     steps: tuple[Step, ...]
+    runtime: str | None = None  # None: the wrapper imported; else why it did not (no step was run)
+    missing_module: str | None = None
+    calls: tuple[CallSite, ...] = ()  # the wrapper's self.model(...) calls, read from its source
+    host_returns: tuple[HeadReturn, ...] = ()  # how many values the carrying host returned, per head and mode
 
 
 def _keys(value: Any) -> tuple[str, ...]:
     return tuple(sorted(str(k) for k in value)) if isinstance(value, dict) else ()
 
 
-def _step(ctx: Context, cls: type, cells: tuple[Cell, ...]) -> Step:
-    name = cls.__name__
+def _choose(ctx: Context, name: str, cells: tuple[Cell, ...]) -> tuple[tuple[str, HostFile] | None, list[Cell]]:
+    """The first host variant whose own cells with this head all run, and the cells passed over."""
     passed: list[Cell] = []
-    chosen: tuple[str, HostFile] | None = None
     for variant, file in ctx.hosts.variants():
         mine = [c for c in cells if c.host == variant and c.head == name]
         bad = [c for c in mine if c.outcome not in ("works", "loses-breakdown")]
         if not bad:
-            chosen = (variant, file)
-            break
+            return (variant, file), passed
         passed += bad
+    return None, passed
+
+
+def _step(ctx: Context, cls: type, cells: tuple[Cell, ...]) -> Step:
+    name = cls.__name__
+    chosen, passed = _choose(ctx, name, cells)
     if chosen is None:
         return Step(name, None, tuple(passed))
     variant, host = chosen
@@ -204,9 +286,38 @@ def _step(ctx: Context, cls: type, cells: tuple[Cell, ...]) -> Step:
     return Step(name, variant, tuple(passed), **record)
 
 
+_WRAPPER_MODES = ("train", "eval")  # the wrapper is stepped with a target in both
+
+
+def _read_step(ctx: Context, classes: list[type], cells: tuple[Cell, ...]) -> StepMeasurement:
+    """The wrapper's ``self.model(...)`` calls against what the carrying host returns (source only)."""
+    wrapper = ctx.hosts.wrapper
+    source = WrapperSource(wrapper)
+    returns: list[HeadReturn] = []
+    models: dict[str, Any] = {}
+    for cls in classes:
+        chosen, _ = _choose(ctx, cls.__name__, cells)
+        if chosen is None:
+            continue
+        _, host = chosen
+        models[cls.__name__] = host.stand_in(build_head(ctx, cls, train=False), stand_in_backbone)
+        for mode in _WRAPPER_MODES:
+            values = host_return(ctx, host, cls, mode)
+            if values is not None:
+                returns.append(HeadReturn(cls.__name__, mode, values, ()))
+
+    def view(r: HeadReturn) -> Any:
+        return source.instance(models[r.head], training=r.mode == "train")
+
+    calls = call_sites(wrapper, returns, receiver="self.model", view=view)
+    return StepMeasurement(wrapper.display, (), wrapper.unavailable, wrapper.missing_module, calls, tuple(returns))
+
+
 def _measure_step(ctx: Context) -> StepMeasurement:
     classes = head_classes(ctx)
     cells = run_matrix(ctx, classes, ctx.hosts.variants())
+    if not ctx.hosts.wrapper.runnable:
+        return _read_step(ctx, classes, cells)
     return StepMeasurement(ctx.hosts.wrapper.display, tuple(_step(ctx, cls, cells) for cls in classes))
 
 
@@ -227,7 +338,42 @@ def _problem(s: Step) -> Msg:
     return Msg("trainer.step.bad_logits", {**params, "shape": list(s.logits_shape or ())})
 
 
+def _judge_source_step(m: StepMeasurement) -> Finding:
+    detail = m.runtime or ""
+    predictions = [(site, p) for site in m.calls for p in site.predictions]
+    raising = [(site, p) for site, p in predictions if p.outcome == "raises" and p.reached is True]
+    if raising:
+        site, p = raising[0]
+        params = {
+            "line": site.line,
+            "arity": site.arity or 0,
+            "head": p.head,
+            "mode": Msg(f"report.engineering.mode.{p.mode}"),
+            "returned": p.returned,
+            "count": len(raising),
+            "detail": detail,
+        }
+        return Finding("fail", Msg("trainer.step.fail_static", params))
+    heads = sorted({r.head for r in m.host_returns})
+    if not m.calls:
+        reading = Msg("trainer.step.source_none", {})
+    elif not heads:
+        reading = Msg("trainer.step.source_no_host", {})
+    else:
+        undecided = sorted({site.line for site, p in predictions if p.outcome == "depends"})
+        unpacked = {(p.head, p.mode) for _, p in predictions if p.outcome in ("unpacks", "no-unpack") and p.reached}
+        if undecided:
+            reading = Msg("trainer.step.source_depends", {"lines": undecided})
+        elif all((h, mode) in unpacked for h in heads for mode in _WRAPPER_MODES):
+            reading = Msg("trainer.step.source_unpacks", {"calls": len(m.calls), "heads": heads})
+        else:
+            reading = Msg("trainer.step.source_unreached", {"heads": heads})
+    return Finding("n/a", Msg("trainer.step.na_runtime", {"detail": detail, "reading": reading}))
+
+
 def _judge_step(m: StepMeasurement) -> Finding:
+    if m.runtime is not None:
+        return _judge_source_step(m)
     ran = [s for s in m.steps if s.host is not None]
     if not ran:
         return Finding("error", Msg("trainer.step.no_host", {"heads": [s.head for s in m.steps]}))
