@@ -278,11 +278,16 @@ _WORKING: weakref.WeakKeyDictionary[Subject, str | None] = weakref.WeakKeyDictio
 def _not_working(subject: Subject) -> str | None:
     """Why ``subject`` is not a working head (:mod:`headaudit.working`), asked once per subject.
 
-    Asked inside the check's time limit; a head that hangs is not cached, so each check
-    reports its own timeout.
+    Asked inside the check's time limit. A head that hangs there ends the check that
+    asked with its timeout, and is not working for every later check (which then ends at
+    once instead of waiting out its budget again).
     """
     if subject not in _WORKING:
-        _WORKING[subject] = not_working(subject.head_cls, subject.sizes, subject.names)
+        try:
+            _WORKING[subject] = not_working(subject.head_cls, subject.sizes, subject.names)
+        except CheckTimeout as exc:
+            _WORKING[subject] = f"one training step and one eval pass did not end within {exc.seconds:g} s"
+            raise
     return _WORKING[subject]
 
 

@@ -430,7 +430,9 @@ def test_a_head_that_hangs_exceeds_its_budget_and_the_audit_goes_on() -> None:
     hung = verdicts[("gate.convex", "candidate")]
     assert hung["verdict"] == "error"
     assert "exceeded 2 s" in hung["summary"]["en"]
-    assert verdicts[("ema.standard", "candidate")]["verdict"] == "pass"  # the next check still ran
+    after = verdicts[("ema.standard", "candidate")]  # the next check still ran, and did not wait again
+    assert after["verdict"] == "error"
+    assert "not a working head: one training step and one eval pass did not end within 2 s" in after["summary"]["en"]
     assert "--timeout" in data["environment"]["args"]
 
 
