@@ -31,14 +31,33 @@ _BATCH = 4
 _PATCHES = 5
 
 
+#: Settings tried in turn: the head's own defaults, then the small layout the checks use
+#: (a head broken only at its defaults, say more prototypes than slots, still gets judged).
+_SETTINGS: tuple[dict[str, Any], ...] = (
+    {"dropout_rate": 0.0},
+    {"dropout_rate": 0.0, "num_prototypes": 2, "max_prototypes": 3},
+)
+
+
 def not_working(cls: type, sizes: tuple[int, int, int, int], names: NameMap) -> str | None:
-    """Why a head of ``cls`` at ``sizes`` cannot be used, or None when it trains and evaluates.
+    """Why a head of ``cls`` at ``sizes`` cannot be used, or None when it trains and evaluates
+    with some setting of :data:`_SETTINGS` (the reason is the first setting's).
 
     Raises :class:`~headaudit.sandbox.CheckTimeout` through (a head that hangs is the
     time limit's to report).
     """
+    first = None
+    for settings in _SETTINGS:
+        reason = _step(cls, sizes, names, settings)
+        if reason is None:
+            return None
+        first = first or reason
+    return first
+
+
+def _step(cls: type, sizes: tuple[int, int, int, int], names: NameMap, settings: dict[str, Any]) -> str | None:
     try:
-        head = construct(cls, sizes, {"dropout_rate": 0.0}, names).head
+        head = construct(cls, sizes, settings, names).head
     except SubjectRaised as exc:
         return f"{exc.where} raised {exc.detail}"
     plain = _plain_tensors(head, names)
