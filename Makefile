@@ -25,8 +25,9 @@ lint: install
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
+# Spread over the cores with pytest-xdist: every test seeds itself, so verdicts match a serial run.
 test: lint
-	HYPOTHESIS_PROFILE=ci $(BIN)/python -m pytest
+	HYPOTHESIS_PROFILE=ci $(BIN)/python -m pytest -n auto
 
 bench: install
 	$(BIN)/headaudit bench
