@@ -85,6 +85,11 @@ class DynamicPrototypeManagerOptimal(nn.Module):
             self.prototypes.copy_(F.normalize(self.prototypes, p=2, dim=-1))
         self.register_buffer("protos_per_class", torch.full((num_classes,), num_prototypes, dtype=torch.long))
         self.register_buffer("valid_mask", torch.arange(total) % max_prototypes < num_prototypes)
+        # head.py's cache buffers, kept for callers that read them: always zero, because
+        # momentum_update applies at once. Not persistent (no checkpoint key; see
+        # load_head_py_state_dict, which drops head.py's).
+        self.register_buffer("momentum_cache", torch.zeros(total, emb_dim), persistent=False)
+        self.register_buffer("cache_count", torch.zeros(total), persistent=False)
 
     def get_prototypes(self) -> torch.Tensor:
         """All rows, L2-normalised (invalid rows included)."""
@@ -193,20 +198,23 @@ class OptimalPrototypeLoss(nn.Module):
         # (the batch's counts are used then).
         self.register_buffer("class_counts", torch.zeros(num_classes))
 
+    def _load_from_state_dict(self, state_dict: dict[str, Any], prefix: str, *args: Any, **kwargs: Any) -> None:
+        # head_optimal.py checkpoints have no class_counts: keep the current (unset) value.
+        state_dict.setdefault(prefix + "class_counts", self.class_counts.detach().clone())
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
     def set_class_counts(self, counts: torch.Tensor | list[int] | tuple[int, ...]) -> None:
         """Use the training set's per-class counts (not each batch's) for the class weights."""
         values = torch.as_tensor(counts, dtype=self.class_counts.dtype, device=self.class_counts.device)
         if values.shape != self.class_counts.shape:
-            raise ValueError(f"counts must have one entry per class ({self.num_classes}), got shape {tuple(values.shape)}")
+            raise ValueError(f"counts must have one value per class ({self.num_classes}), got {tuple(values.shape)}")
         if bool((values < 0).any()):
             raise ValueError("counts must be non-negative")
         self.class_counts.copy_(values)
 
     # --- layout helpers --------------------------------------------------------------------
 
-    def _valid(
-        self, proto_indices: Any, valid_mask: torch.Tensor | None, device: torch.device
-    ) -> torch.Tensor:
+    def _valid(self, proto_indices: Any, valid_mask: torch.Tensor | None, device: torch.device) -> torch.Tensor:
         """The ``(C, M)`` boolean layout of valid slots."""
         if valid_mask is not None:
             return valid_mask.to(device=device, dtype=torch.bool).view(self.num_classes, self.max_prototypes)
@@ -405,9 +413,7 @@ class HeadOptimal(nn.Module):
                 f"{pool_img_features.shape[0]}"
             )
         torch._assert_async(torch.isfinite(img_features).all(), "img_features contain NaN or infinite values")
-        torch._assert_async(
-            torch.isfinite(pool_img_features).all(), "pool_img_features contain NaN or infinite values"
-        )
+        torch._assert_async(torch.isfinite(pool_img_features).all(), "pool_img_features contain NaN or infinite values")
         if labels is not None:
             if labels.dim() != 1 or labels.shape[0] != pool_img_features.shape[0]:
                 raise ValueError(
