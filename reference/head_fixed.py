@@ -394,7 +394,12 @@ class HeadOptimal(nn.Module):
     def _check_inputs(
         self, pool_img_features: torch.Tensor, img_features: torch.Tensor, labels: torch.Tensor | None
     ) -> None:
-        """Shape errors are raised here; value errors (NaN, label range) by device-side asserts."""
+        """Shape errors are raised here; value errors (NaN, label range) by ``torch._assert_async``.
+
+        The value checks read nothing on the host: on CPU they raise ``RuntimeError`` with
+        the message at once; on CUDA they are device-side asserts, which stop the process
+        (as ``cross_entropy`` does for an out-of-range label) instead of training on NaN.
+        """
         if pool_img_features.dim() != 3:
             raise ValueError(f"pool_img_features must be (B, N, D), got shape {tuple(pool_img_features.shape)}")
         if pool_img_features.shape[-1] != self.img_feat_dim:
