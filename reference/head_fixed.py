@@ -91,6 +91,20 @@ class DynamicPrototypeManagerOptimal(nn.Module):
         self.register_buffer("momentum_cache", torch.zeros(total, emb_dim), persistent=False)
         self.register_buffer("cache_count", torch.zeros(total), persistent=False)
 
+    def _load_from_state_dict(self, state_dict: dict[str, Any], prefix: str, *args: Any, **kwargs: Any) -> None:
+        # head.py checkpoints carry the EMA cache as state; here it is always empty. An
+        # empty cache is consumed; pending updates (a count above zero) are reported.
+        for name in ("momentum_cache", "cache_count"):
+            value = state_dict.pop(prefix + name, None)
+            if name == "cache_count" and value is not None and bool((value > 0).any()):
+                warnings.warn(
+                    f"{prefix}cache_count: head.py checkpoint with pending EMA updates; they are not "
+                    "applied (call apply_momentum_updates in head.py before saving)",
+                    UserWarning,
+                    stacklevel=2,
+                )
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
     def get_prototypes(self) -> torch.Tensor:
         """All rows, L2-normalised (invalid rows included)."""
         return F.normalize(self.prototypes, p=2, dim=-1)
@@ -147,6 +161,13 @@ class MixedAttentionBlockOptimal(nn.Module):
         self.norm3 = nn.LayerNorm(emb_dim)
         self.dropout = nn.Dropout(dropout)
         self.gate = nn.Sequential(nn.Linear(3 * emb_dim, emb_dim), nn.GELU(), nn.Linear(emb_dim, 3))
+
+    def _load_from_state_dict(self, state_dict: dict[str, Any], prefix: str, *args: Any, **kwargs: Any) -> None:
+        # head.py named the third attention local_self_attn: the same module, renamed.
+        old = prefix + "local_self_attn."
+        for key in [k for k in state_dict if k.startswith(old)]:
+            state_dict.setdefault(prefix + "light_attn." + key[len(old) :], state_dict.pop(key))
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     def forward(self, proto: torch.Tensor, img: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """``proto`` ``(B, P, E)`` queries over ``img`` ``(B, N, E)``: one sequence per sample."""
