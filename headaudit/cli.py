@@ -24,6 +24,7 @@ from headaudit.errors import ConfigError, HeadAuditError
 if TYPE_CHECKING:
     from headaudit.bench.results import BenchResult
     from headaudit.model import Report
+    from headaudit.names import NameMap
     from headaudit.registry import Check
     from headaudit.subjects import Subject
 
@@ -111,6 +112,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     report.add_argument("--baseline", metavar="SUBJECT", help="the original head (default: bundled head.py)")
     report.add_argument("--candidate", metavar="SUBJECT", help="the revised head (default: bundled head_optimal.py)")
+    report.add_argument("--control", metavar="SUBJECT", help=_CONTROL_HELP)
     report.add_argument(
         "--host", metavar="PATH[:CLASS]", help="the host that calls the head (default: bundled models_mae.py)"
     )
@@ -144,6 +146,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     bench.add_argument("--baseline", metavar="SUBJECT", help="the original head (default: bundled head.py)")
     bench.add_argument("--candidate", metavar="SUBJECT", help="the revised head (default: bundled head_optimal.py)")
+    bench.add_argument("--control", metavar="SUBJECT", help=_CONTROL_HELP)
     bench.add_argument("--lang", choices=("en", "zh"), default="en")
     bench.add_argument("--seed", type=_seed, default=0, help="seed of the inputs and the heads (default 0)")
     bench.add_argument(
@@ -167,6 +170,11 @@ def _parser() -> argparse.ArgumentParser:
     listing.add_argument("--debug", action="store_true", help=argparse.SUPPRESS)
     return parser
 
+
+_CONTROL_HELP = (
+    "a third head measured in the performance section only, the known-good design to read the bars against "
+    "(default: bundled head_fixed.py; 'none' leaves it out)"
+)
 
 _PLOTS_HELP = (
     "write PNG charts of the performance section into DIR and link them from the Markdown (relative to the "
@@ -268,7 +276,31 @@ def _load_subjects(args: argparse.Namespace) -> tuple[dict[str, Subject], list[s
     subjects = {
         role: load_subject(specs[role], role, names=maps, timeout=timeout) for role in ("baseline", "candidate")
     }
+    given = getattr(args, "control", None)
+    if given:
+        chosen += ["--control", given]
+    control = _load_control(given, subjects, maps, timeout)
+    if control is not None:
+        subjects["control"] = control
     return subjects, chosen, options, timeout
+
+
+def _load_control(given: str | None, subjects: dict[str, Subject], maps: NameMap, timeout: float) -> Subject | None:
+    """The ``--control`` subject: the bundled ``head_fixed.py`` unless named, or None for
+    ``none`` and for a control that is already one of the two subjects (same bytes, same class).
+
+    The name maps are for the user's heads; the bundled control uses the canonical names."""
+    from headaudit.names import NameMap
+    from headaudit.subjects import bundled_reference, load_subject
+
+    if given is not None and given.lower() == "none":
+        return None
+    spec = given or str(bundled_reference("head_fixed.py"))
+    control = load_subject(spec, "control", names=maps if given else NameMap(), timeout=timeout)
+    for subject in subjects.values():
+        if (subject.sha256, subject.head_cls.__name__) == (control.sha256, control.head_cls.__name__):
+            return None
+    return control
 
 
 def _plots_dir(given: str | None) -> Path | None:
@@ -322,6 +354,8 @@ def _cmd_report(args: argparse.Namespace) -> int:
     reproduce = [*chosen, *hosted, *options]
     hosts = load_hosts(args.host, wrapper=args.wrapper, timeout=timeout)
     progress = (lambda msg: print(f"headaudit: {msg}", file=sys.stderr)) if sys.stderr.isatty() else None
+    if not any(c.group == "performance" for c in checks):
+        subjects.pop("control", None)  # measured in the performance section only
     report = run_audit(
         subjects,
         checks,
@@ -331,6 +365,7 @@ def _cmd_report(args: argparse.Namespace) -> int:
         args=reproduce,
         progress=progress,
         hosts=hosts,
+        only={"control": "performance"},
     )
     if any(c.group == "performance" for c in checks):
         report = _with_performance(report, subjects, plots)
@@ -390,7 +425,13 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         print(f"headaudit: the subjects wrote while being measured:\n{output.combined()}", file=sys.stderr)
     reproduce = [*chosen, *options]
     report = run_audit(
-        subjects, shared_checks(shared, checks), seed=args.seed, profile=profile, timeout=timeout, args=reproduce
+        subjects,
+        shared_checks(shared, checks),
+        seed=args.seed,
+        profile=profile,
+        timeout=timeout,
+        args=reproduce,
+        only={"control": "performance"},
     )
     report = _with_performance(report, subjects, plots, shared.result)
     sys.stdout.write(render_bench_markdown(report, args.lang))

@@ -188,6 +188,10 @@ class SubjectInfo:
     sha256: str
     head_class: str
     load_output: str = ""
+    #: The one check group this subject was measured in (``None``: every check that ran).
+    #: The bundled positive control, ``head_fixed.py``, is ``"performance"``: a third
+    #: subject of the Performance section only, so the audit's two slots stay two.
+    only: str | None = None
 
     def to_dict(self) -> dict[str, Json]:
         return dataclasses.asdict(self)

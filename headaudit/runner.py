@@ -360,24 +360,29 @@ def run_audit(
     args: Sequence[str] = (),
     progress: Progress | None = None,
     hosts: HostSet | None = None,
+    only: Mapping[str, str] | None = None,
 ) -> Report:
     """Run ``checks`` on every subject (role -> subject), in registry order; never raises for a check.
 
     ``hosts`` are the host files of the host checks (None: the bundled ones); the report
-    lists them under ``extra["hosts"]``.
+    lists them under ``extra["hosts"]``. ``only`` maps a role to the one check group it
+    runs (the positive control: ``{"control": "performance"}``); other roles run every check.
     """
+    only = only or {}
     from headaudit.hosts import default_hosts
 
     hosts = hosts or default_hosts()
     results = []
     for check in checks:
         for role, subject in subjects.items():
+            if only.get(role, check.group) != check.group:
+                continue
             if progress:
                 progress(f"{check.id} on {role}")
             results.append(run_check(check, subject, role, seed=seed, profile=profile, timeout=timeout, hosts=hosts))
     maps = next(iter(subjects.values())).names.entries if subjects else ()
     return Report(
-        subjects=tuple(s.info(role) for role, s in subjects.items()),
+        subjects=tuple(s.info(role, only.get(role)) for role, s in subjects.items()),
         checks=tuple(CheckInfo(c.id, c.catalogue, c.severity, c.needs, c.settings, c.search, c.group) for c in checks),
         results=tuple(results),
         claims=judge_claims(results),

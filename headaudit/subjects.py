@@ -84,8 +84,8 @@ class Subject:
     names: NameMap = field(default_factory=NameMap)
     load_output: str = ""
 
-    def info(self, role: str) -> SubjectInfo:
-        return SubjectInfo(role, self.display, self.sha256, self.head_cls.__name__, self.load_output)
+    def info(self, role: str, only: str | None = None) -> SubjectInfo:
+        return SubjectInfo(role, self.display, self.sha256, self.head_cls.__name__, self.load_output, only)
 
     def attr(self, name: str) -> Any:
         """A module-level name of the subject file, or None."""

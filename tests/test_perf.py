@@ -454,14 +454,19 @@ def test_headaudit_bench_quick_default(tmp_path: Path) -> None:
     assert out.returncode == 0, out.stderr
     assert out.stderr == ""
     result = BenchResult.from_json((tmp_path / "bench.json").read_text(encoding="utf-8"))
-    assert result.subjects == ("head.py", "head_optimal.py")
+    assert result.subjects == ("head.py", "head_optimal.py", "head_fixed.py")  # the control is the third
     assert result.mode == "quick"
     assert result.environment.threads == 1
     assert {row.ratios["head.py"] for row in result.times} == {1.0}
-    assert all(row.ratios["head_optimal.py"] for row in result.times)
-    assert set(result.scaling) == {"head.py", "head_optimal.py"}
+    assert all(row.ratios["head_optimal.py"] and row.ratios["head_fixed.py"] for row in result.times)
+    assert set(result.scaling) == {"head.py", "head_optimal.py", "head_fixed.py"}
     assert "## 性能" in out.stdout
-    assert "| `perf.op-count` | ❌ 不通过 | ❌ 不通过 |" in out.stdout
+    assert "| `perf.op-count` | ❌ 不通过 | ❌ 不通过 | ✅ 通过 |" in out.stdout
+    assert "| 对照 | `HeadOptimal` |" not in out.stdout  # bench lists subjects as lines
+    assert (
+        "- 对照：`headaudit:reference/head_fixed.py`" in out.stdout
+        or "- 对照: `headaudit:reference/head_fixed.py`" in out.stdout
+    )
     assert "候选：相对 head.py 的倍数（p10）" in out.stdout
     left = {"bench.json"}
     if plots_available():  # the subprocess runs this interpreter, with this matplotlib or without
@@ -477,7 +482,7 @@ def test_bench_without_matplotlib(
 ) -> None:
     monkeypatch.setattr("headaudit.bench.plots.plots_available", lambda: False)
     head = str(ROOT / "reference" / "head.py")  # head.py in both slots: one head in the run
-    assert main(["bench", "--candidate", head, "--plots", str(tmp_path / "charts")]) == 0
+    assert main(["bench", "--candidate", head, "--control", "none", "--plots", str(tmp_path / "charts")]) == 0
     out = capsys.readouterr().out
     assert "matplotlib is not installed: `pip install 'headaudit[plots]'` adds them" in out
     assert "![" not in out
@@ -507,6 +512,54 @@ def test_report_plots_without_matplotlib(
     assert list(tmp_path.iterdir()) == []
 
 
+def test_the_control_is_a_third_subject_of_the_performance_section_only(capsys: pytest.CaptureFixture[str]) -> None:
+    """The bundled head_fixed.py is measured by the perf checks and nowhere else: a column
+    in the Performance tables, none in the other sections, ``only`` in the JSON."""
+    assert main(["report", "--only", "perf.op-count,forward.contract", "--format", "json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    control = [s for s in data["subjects"] if s["role"] == "control"]
+    assert [(s["path"], s["only"]) for s in control] == [("headaudit:reference/head_fixed.py", "performance")]
+    assert {(r["check"], r["subject"]) for r in data["results"] if r["subject"] == "control"} == {
+        ("perf.op-count", "control")
+    }
+    ops = next(r for r in data["results"] if r["check"] == "perf.op-count" and r["subject"] == "control")
+    assert ops["verdict"] == "pass"  # its measured counts, flat in num_classes
+    assert len(set(ops["evidence"]["ops"])) == 1, ops["evidence"]
+    assert main(["report", "--only", "perf.op-count,forward.contract"]) == 0
+    md = capsys.readouterr().out
+    assert md.count("| check | baseline | candidate | control |") == 1  # the Performance table only
+    assert "| check | baseline | candidate |\n" in md  # the contracts table keeps two columns
+    assert "The control is measured in the Performance section only" in md
+    perf_part = md[md.index("## Performance") :]
+    assert "- **control** ✅ pass" in perf_part
+    assert "- **control**" not in md[: md.index("## Performance")]
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["--control", "none"],  # left out on request
+        ["--candidate", str(ROOT / "reference" / "head_fixed.py")],  # already a subject: not twice
+        ["--no-bench", "--only", "forward.contract,perf.op-count"],  # no performance section to be in
+    ],
+)
+def test_no_control_where_it_would_not_be_a_third_subject(args: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    only = [] if "--only" in args else ["--only", "perf.op-count"]
+    assert main(["report", *only, *args, "--format", "json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert [s["role"] for s in data["subjects"]] == ["baseline", "candidate"]
+    assert all(s["only"] is None for s in data["subjects"])
+
+
+def test_a_named_control_is_loaded_like_any_subject(capsys: pytest.CaptureFixture[str]) -> None:
+    vectorised = str(ROOT / "tests" / "subjects" / "perf_vectorised.py")
+    assert main(["report", "--only", "perf.op-count", "--control", vectorised, "--format", "json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    control = next(s for s in data["subjects"] if s["role"] == "control")
+    assert control["path"].endswith("perf_vectorised.py")
+    assert "--control" in data["environment"]["args"]
+
+
 def test_no_bench_drops_the_performance_checks(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["report", "--only", "ema.isolation,perf.host-syncs", "--no-bench", "--format", "json"]) == 0
     data = json.loads(capsys.readouterr().out)
@@ -521,6 +574,7 @@ def test_no_bench_drops_the_performance_checks(capsys: pytest.CaptureFixture[str
         (["report", "--only", "perf.op-count", "--plots", str(ROOT / "pyproject.toml")], "is a file"),
         (["bench", "--json", str(ROOT / "no" / "such" / "dir" / "b.json")], "not a file in an existing folder"),
         (["bench", "--lang", "fr"], "invalid choice"),
+        (["report", "--only", "perf.op-count", "--control", "does/not/exist.py"], "does not exist"),
         *([] if CUDA else [(["bench", "--device", "cuda"], "is_available() is False")]),
     ],
 )

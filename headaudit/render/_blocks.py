@@ -58,7 +58,7 @@ def _verdict(verdict: str, lang: str) -> str:
 
 
 def _role(role: str, lang: str) -> str:
-    return render(Msg(f"role.{role}"), lang) if role in ("baseline", "candidate") else role
+    return render(Msg(f"role.{role}"), lang) if role in ("baseline", "candidate", "control") else role
 
 
 def _claim_label(result: ClaimResult, lang: str) -> str:
@@ -75,8 +75,12 @@ def _command(report: Report, only: Iterable[str] | None) -> str:
     return f"`{prefix}{shlex.join(words)}`"
 
 
-def _roles(report: Report) -> list[str]:
-    return [s.role for s in report.subjects]
+def _roles(report: Report, group: str | None = None) -> list[str]:
+    """The roles with a column in a table of ``group``'s checks (``None``: every check).
+
+    A subject measured in one group only (``SubjectInfo.only``) has a column in that
+    group's tables and nowhere else."""
+    return [s.role for s in report.subjects if s.only is None or s.only == group]
 
 
 def _role_table_head(roles: list[str], lang: str) -> list[str]:

@@ -129,6 +129,10 @@ def _subjects(report: Report, lang: str) -> list[str]:
         lines.append(f"| {_role(s.role, lang)} | `{s.head_class}` | `{cell(s.path)}` | `{s.sha256[:16]}…` |")
     lines.append("")
     for s in report.subjects:
+        if s.only is not None:
+            section = render(Msg(f"section.{s.only}"), lang)
+            lines += [_t("measured_only", lang, role=_role(s.role, lang), section=section), ""]
+    for s in report.subjects:
         if s.load_output:
             lines += [_t("printed", lang, role=_role(s.role, lang), text=""), "", "```text", s.load_output, "```", ""]
     return lines

@@ -372,7 +372,7 @@ def render_performance(report: Report, lang: str) -> list[str]:
     ids = [c.id for c in report.checks if c.group == GROUP]
     if not ids:
         return []
-    roles = _roles(report)
+    roles = _roles(report, GROUP)
     lines = [f"## {render(Msg(f'section.{GROUP}'), lang)}", "", *_intro(report, roles, lang)]
     lines += _role_table_head(roles, lang)
     for check_id in ids:
