@@ -13,7 +13,6 @@ import dataclasses
 import os
 import sys
 import tempfile
-import tomllib
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
@@ -23,6 +22,7 @@ from headaudit.errors import ConfigError, HeadAuditError
 
 if TYPE_CHECKING:
     from headaudit.bench.results import BenchResult
+    from headaudit.config import ProjectConfig
     from headaudit.model import Report
     from headaudit.names import NameMap
     from headaudit.registry import Check
@@ -102,7 +102,7 @@ def _parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"headaudit {__version__}")
-    sub = parser.add_subparsers(dest="command", metavar="{report,bench,list}", parser_class=_Parser)
+    sub = parser.add_subparsers(dest="command", metavar="{report,check,mutate,bench,list}", parser_class=_Parser)
 
     report = sub.add_parser(
         "report",
@@ -121,9 +121,10 @@ def _parser() -> argparse.ArgumentParser:
         metavar="PATH[:CLASS]",
         help="the training wrapper around the host (default: bundled timm_imagenet_exp.py:Model)",
     )
-    report.add_argument("--lang", choices=("en", "zh"), default="en")
+    report.add_argument("--lang", choices=("en", "zh"), default=None, help="report language (default en)")
     report.add_argument("--format", choices=("md", "json"), default="md")
-    report.add_argument("--seed", type=_seed, default=0, help="seed for torch and Hypothesis (default 0)")
+    report.add_argument("--seed", type=_seed, default=None, help="seed for torch and Hypothesis (default 0)")
+    report.add_argument("--profile", choices=_PROFILES, default=None, help=_PROFILE_HELP)
     report.add_argument("--only", metavar="ID[,ID]", help="run only these check ids (see `headaudit list`)")
     report.add_argument(
         "--map", action="append", default=[], metavar="CANONICAL=THEIRS", help="name a renamed part (repeatable)"
@@ -147,8 +148,9 @@ def _parser() -> argparse.ArgumentParser:
     bench.add_argument("--baseline", metavar="SUBJECT", help="the original head (default: bundled head.py)")
     bench.add_argument("--candidate", metavar="SUBJECT", help="the revised head (default: bundled head_optimal.py)")
     bench.add_argument("--control", metavar="SUBJECT", help=_CONTROL_HELP)
-    bench.add_argument("--lang", choices=("en", "zh"), default="en")
-    bench.add_argument("--seed", type=_seed, default=0, help="seed of the inputs and the heads (default 0)")
+    bench.add_argument("--lang", choices=("en", "zh"), default=None, help="section language (default en)")
+    bench.add_argument("--seed", type=_seed, default=None, help="seed of the inputs and the heads (default 0)")
+    bench.add_argument("--profile", choices=_PROFILES, default=None, help=_PROFILE_HELP)
     bench.add_argument(
         "--map", action="append", default=[], metavar="CANONICAL=THEIRS", help="name a renamed part (repeatable)"
     )
@@ -165,11 +167,47 @@ def _parser() -> argparse.ArgumentParser:
     bench.add_argument("--plots", metavar="DIR", help=_PLOTS_HELP)
     bench.add_argument("--debug", action="store_true", help="show tracebacks")
 
+    _add_check_parser(sub)
+
     listing = sub.add_parser("list", help="print the check catalogue")
-    listing.add_argument("--lang", choices=("en", "zh"), default="en")
+    listing.add_argument("--lang", choices=("en", "zh"), default=None)
     listing.add_argument("--debug", action="store_true", help=argparse.SUPPRESS)
     return parser
 
+
+def _add_check_parser(sub: Any) -> None:
+    check = sub.add_parser(
+        "check",
+        help="run the audit again and exit 1 when anything got worse than a recorded JSON report",
+        description=(
+            "Compare this run with a report recorded by `headaudit report --format json > audit.json`: "
+            "a worse verdict, a finding whose fingerprint is not recorded, or a changed interface of "
+            "forward.contract is a regression, printed on one line each (exit 1). The subjects, host, maps, "
+            "seed and timeout are the recorded run's unless given here or in [tool.headaudit]."
+        ),
+        epilog=_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    check.add_argument("--expect", metavar="FILE", help="the recorded JSON report (or `expect` in [tool.headaudit])")
+    check.add_argument("--update", action="store_true", help="write this run into FILE instead of comparing")
+    check.add_argument("--baseline", metavar="SUBJECT", help="the original head (default: as recorded)")
+    check.add_argument("--candidate", metavar="SUBJECT", help="the revised head (default: as recorded)")
+    check.add_argument("--host", metavar="PATH[:CLASS]", help="the host that calls the head (default: as recorded)")
+    check.add_argument("--wrapper", metavar="PATH[:CLASS]", help="the training wrapper (default: as recorded)")
+    check.add_argument("--seed", type=_seed, default=None, help="seed (default: the recorded run's)")
+    check.add_argument("--profile", choices=_PROFILES, default=None, help=_PROFILE_HELP)
+    check.add_argument(
+        "--map", action="append", default=[], metavar="CANONICAL=THEIRS", help="name a renamed part (repeatable)"
+    )
+    check.add_argument("--timeout", type=_timeout, default=None, metavar="SECONDS", help="time budget per check")
+    check.add_argument(
+        "--bench", action="store_true", help="also compare the performance checks (timings are noisy; off by default)"
+    )
+    check.add_argument("--debug", action="store_true", help="show tracebacks")
+
+
+_PROFILES = ("ci", "dev", "thorough")
+_PROFILE_HELP = "Hypothesis profile (default: HYPOTHESIS_PROFILE, then `profile` in [tool.headaudit], then ci)"
 
 _CONTROL_HELP = (
     "a third head measured in the performance section only, the known-good design to read the bars against "
@@ -202,23 +240,19 @@ def _select(only: str | None) -> list[Check[Any]]:
     return chosen
 
 
-def _project_maps(start: Path) -> tuple[tuple[str, str], ...]:
-    """``[tool.headaudit.map]`` of the nearest ``pyproject.toml`` up from ``start``."""
-    from headaudit.names import parse_map
+def _configure(args: argparse.Namespace) -> ProjectConfig:
+    """Fill what no flag gave from ``[tool.headaudit]`` (flags win), then the built-in defaults."""
+    from headaudit.config import find_config
 
-    for folder in (start, *start.parents):
-        path = folder / "pyproject.toml"
-        if not path.is_file():
-            continue
-        try:
-            data = tomllib.loads(path.read_text(encoding="utf-8"))
-        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-            raise ConfigError(f"{path} is not valid TOML ({exc}); fix it or run from another folder") from None
-        table = data.get("tool", {}).get("headaudit", {}).get("map", {})
-        if not isinstance(table, dict) or not all(isinstance(v, str) for v in table.values()):
-            raise ConfigError(f'[tool.headaudit.map] in {path} must map names to names ("a.b" = "a.c")')
-        return parse_map((f"{k}={v}" for k, v in table.items()), origin=f"[tool.headaudit.map] in {path}")
-    return ()
+    config = find_config(Path.cwd())
+    for key in ("baseline", "candidate", "control", "host", "wrapper", "lang", "seed", "timeout", "expect"):
+        if getattr(args, key, False) is None and config.get(key) is not None:
+            setattr(args, key, config.get(key))
+    if getattr(args, "lang", False) is None:
+        args.lang = "en"
+    if hasattr(args, "profile"):
+        args.profile = args.profile or os.environ.get("HYPOTHESIS_PROFILE") or config.get("profile")
+    return config
 
 
 def _cmd_list(args: argparse.Namespace) -> int:
@@ -258,7 +292,7 @@ def _load_subjects(args: argparse.Namespace) -> tuple[dict[str, Subject], list[s
     from headaudit.runner import DEFAULT_TIMEOUT
     from headaudit.subjects import default_specs, load_subject
 
-    maps = NameMap((*_project_maps(Path.cwd()), *parse_map(args.map)))
+    maps = NameMap((*args.config.maps, *parse_map(args.map)))
     timeout = args.timeout if args.timeout is not None else DEFAULT_TIMEOUT
     _keep_hypothesis_files_out_of_cwd()
     specs = default_specs()
@@ -334,21 +368,13 @@ def _with_performance(
     return dataclasses.replace(report, extra={**report.extra, "performance": extra})
 
 
-def _cmd_report(args: argparse.Namespace) -> int:
+def _audit(args: argparse.Namespace, checks: list[Check[Any]], plots: Path | None = None) -> Report:
+    """Load the subjects and hosts ``args`` name and run ``checks`` on them (report and check)."""
     from headaudit.hosts import load_hosts
     from headaudit.profiles import active_profile
-    from headaudit.render.json import render_json
-    from headaudit.render.markdown import render_markdown
     from headaudit.runner import run_audit
 
-    checks = _select(args.only)
-    if args.no_bench:  # timings are never byte-identical; everything else is, per seed
-        checks = [c for c in checks if c.group != "performance"]
-        if not checks:
-            raise ConfigError("--no-bench leaves none of the checks named by --only; drop one of the two")
-    sarif = _sarif_target(args.sarif)
-    plots = _plots_dir(args.plots)
-    profile = active_profile()
+    profile = active_profile(args.profile)
     subjects, chosen, options, timeout = _load_subjects(args)
     hosted = [*(["--host", args.host] if args.host else []), *(["--wrapper", args.wrapper] if args.wrapper else [])]
     reproduce = [*chosen, *hosted, *options]
@@ -369,6 +395,21 @@ def _cmd_report(args: argparse.Namespace) -> int:
     )
     if any(c.group == "performance" for c in checks):
         report = _with_performance(report, subjects, plots)
+    return report
+
+
+def _cmd_report(args: argparse.Namespace) -> int:
+    from headaudit.render.json import render_json
+    from headaudit.render.markdown import render_markdown
+
+    checks = _select(args.only)
+    if args.no_bench:  # timings are never byte-identical; everything else is, per seed
+        checks = [c for c in checks if c.group != "performance"]
+        if not checks:
+            raise ConfigError("--no-bench leaves none of the checks named by --only; drop one of the two")
+    sarif = _sarif_target(args.sarif)
+    plots = _plots_dir(args.plots)
+    report = _audit(args, checks, plots)
     text = render_json(report) if args.format == "json" else render_markdown(report, args.lang)
     sys.stdout.write(text)
     sys.stdout.flush()
@@ -380,6 +421,91 @@ def _cmd_report(args: argparse.Namespace) -> int:
         except OSError as exc:
             raise ConfigError(f"cannot write --sarif {str(sarif)!r}: {exc.strerror or exc}") from None
     return 1 if any(r.verdict == "error" for r in report.results) else 0
+
+
+def _read_expect(path: Path) -> tuple[Report, dict[str, Any]]:
+    """The recorded report of ``headaudit check``, or one line saying what is wrong with it."""
+    import json
+
+    from headaudit.model import Report
+
+    try:
+        raw = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(
+            f"--expect {str(path)!r} does not exist; record it with `headaudit check --update --expect {path}`"
+        ) from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ConfigError(f"--expect {str(path)!r} is not a JSON report ({exc}); record it with --update") from None
+    try:
+        return Report.from_dict(raw), raw
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        problem = f"is not a headaudit JSON report ({exc})"
+        raise ConfigError(f"--expect {str(path)!r} {problem}; record it with --update") from None
+
+
+def _recorded(args: argparse.Namespace, expected: Report) -> None:
+    """What the recorded run was given, for what neither a flag nor the config gives now."""
+    try:
+        was = _parser().parse_args(["report", *expected.environment.args])
+    except HeadAuditError as exc:
+        raise ConfigError(f"the expect file records arguments this version cannot read ({exc}); use --update") from None
+    for key in ("baseline", "candidate", "control", "host", "wrapper", "timeout"):
+        if getattr(args, key, None) is None:
+            setattr(args, key, getattr(was, key))
+    if not args.map:
+        args.map = was.map
+    if args.seed is None:
+        args.seed = expected.environment.seed
+    if args.profile is None and expected.environment.profile:
+        args.profile = expected.environment.profile
+
+
+def _cmd_check(args: argparse.Namespace) -> int:
+    """Compare this run with ``--expect`` (exit 1 on a regression), or record it (``--update``)."""
+    from headaudit.checks import REGISTRY
+    from headaudit.guard import compare
+    from headaudit.render.json import render_json
+
+    if args.expect is None:
+        raise ConfigError('headaudit check needs --expect FILE (or `expect = "audit.json"` in [tool.headaudit])')
+    path = Path(args.expect)
+    expected, raw = (None, None) if args.update and not path.exists() else _read_expect(path)
+    if expected is not None:
+        _recorded(args, expected)
+        recorded_ids = {c.id for c in expected.checks}
+        checks = [c for c in REGISTRY if c.id in recorded_ids]
+    else:
+        checks = list(REGISTRY)
+    args.seed = 0 if args.seed is None else args.seed
+    args.control = "none" if not args.bench else args.control
+    if not args.bench:
+        checks = [c for c in checks if c.group != "performance"]
+    if expected is not None and args.profile != (expected.environment.profile or None) and not args.update:
+        raise ConfigError(
+            f"{path} was recorded under the {expected.environment.profile!r} profile, this run is {args.profile!r}; "
+            "use the same profile (--profile) or record again with --update"
+        )
+    report = _audit(args, checks)
+    if args.update:
+        try:
+            path.write_text(render_json(report), encoding="utf-8")
+        except OSError as exc:
+            raise ConfigError(f"cannot write --expect {str(path)!r}: {exc.strerror or exc}") from None
+        print(f"headaudit: recorded {len(report.results)} results of {len(checks)} checks in {path}", file=sys.stderr)
+        return 0
+    assert expected is not None
+    assert raw is not None
+    outcome = compare(expected, report, raw)
+    for note in outcome.notes:
+        print(f"headaudit: note: {note}", file=sys.stderr)
+    for regression in outcome.regressions:
+        print(f"regression: {regression.line()}")
+    if outcome.regressions:
+        print(f"headaudit: {len(outcome.regressions)} regressions against {path}", file=sys.stderr)
+        return 1
+    print(f"headaudit: no regressions against {path} ({outcome.compared} results compared)", file=sys.stderr)
+    return 0
 
 
 def _bench_progress() -> Callable[[str], None] | None:
@@ -406,7 +532,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         raise ConfigError(f"--json {args.json!r} is not a file in an existing folder; name a file such as bench.json")
     plots = _plots_dir(args.plots)
     resolve_device(args.device)
-    profile = active_profile()
+    profile = active_profile(args.profile)
     subjects, chosen, options, timeout = _load_subjects(args)
     config = BenchConfig.full() if args.full else BenchConfig.quick()
     checks = perf_checks()
@@ -460,11 +586,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = parser.parse_args(argv)
         if args.command is None:
             raise ConfigError(
-                "no command given; use `headaudit report`, `headaudit bench` or `headaudit list` "
+                "no command given; use `headaudit report`, `headaudit check`, `headaudit bench` or `headaudit list` "
                 "(see `headaudit --help`)"
             )
+        args.config = _configure(args)
         if args.command == "list":
             return _cmd_list(args)
+        if args.command == "check":
+            return _cmd_check(args)
+        args.seed = 0 if args.seed is None else args.seed
         if args.command == "bench":
             return _cmd_bench(args)
         return _cmd_report(args)

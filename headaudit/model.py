@@ -15,6 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal, cast
 
+from headaudit.fingerprints import Fingerprint, findings_of
 from headaudit.messages import LANGS, Msg, msg_from_dict, render
 
 __all__ = [
@@ -107,6 +108,10 @@ class Result:
     def summary(self, lang: str) -> str:
         return render(self.message, lang)
 
+    def findings(self) -> tuple[Fingerprint, ...]:
+        """What this result found, each with a stable fingerprint (:mod:`headaudit.fingerprints`)."""
+        return findings_of(self.check, self.verdict, self.message.to_dict(), self.evidence)
+
     def to_dict(self) -> dict[str, Json]:
         return {
             "check": self.check,
@@ -115,6 +120,7 @@ class Result:
             "message": self.message.to_dict(),
             "summary": _texts(self.message),
             "evidence": self.evidence,
+            "findings": [f.to_dict() for f in self.findings()],
             "search": self.search.to_dict() if self.search else None,
             "output": self.output,
         }

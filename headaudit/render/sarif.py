@@ -13,7 +13,9 @@ the finding on that line. This renderer writes one run of the tool ``headaudit``
   place, what was found, in which function), and a physical location: the file as the
   report shows it (relative to the working directory as ``%SRCROOT%``-based URI; bundled
   references as ``headaudit:reference/...``; other absolute paths as ``file://`` URIs),
-  the line, and the column where known.
+  the line, and the column where known; ``partialFingerprints["headaudit/v1"]`` is the
+  place's finding fingerprint (:mod:`headaudit.fingerprints`: file name, function, what was
+  found, occurrence), so a viewer tracks a result across edits that move its line.
 
 Keys are sorted and nothing depends on the clock, so the same Report gives the same bytes.
 No torch; nothing is re-run.
@@ -28,6 +30,7 @@ from typing import Any
 from urllib.parse import quote
 
 from headaudit import __version__
+from headaudit.fingerprints import FINGERPRINT_VERSION, located
 from headaudit.messages import Msg, render
 from headaudit.model import CheckInfo, Report, Result
 
@@ -65,26 +68,26 @@ def _uri(path: str) -> dict[str, str]:
 
 
 def _places(result: Result) -> Iterator[dict[str, Json]]:
-    """``{file, line, col, source, message}`` of each place a result names."""
+    """``{file, line, col, source, message, fingerprint}`` of each place a result names."""
     ev = result.evidence if isinstance(result.evidence, Mapping) else {}
-    for site in ev.get("sites") or []:
-        if site.get("file") and site.get("line"):
-            depth = site.get("depth")
-            params = {"detail": site["detail"], "function": site["function"]}
-            if depth:
-                msg = Msg("report.missed.sarif.loop", {**params, "depth": depth})
-            elif site.get("on_forward_path"):
-                msg = Msg("report.missed.sarif.on_path", params)
-            else:
-                msg = Msg("report.missed.sarif.off_path", params)
-            yield {**site, "message": msg}
     traces = ev.get("traces") or []
-    if traces:
-        first = traces[0]
-        for site in first.get("sites") or []:
-            if site.get("in_subject") and site.get("file") and site.get("line"):
-                params = {"reason": site["reason"], "count": site["count"], "classes": first.get("num_classes")}
-                yield {**site, "col": None, "message": Msg("report.missed.sarif.break", params)}
+    for site, finding in located(result.check, ev):
+        if not site.get("line"):
+            continue
+        if "reason" in site and "detail" not in site:  # a graph break of the first trace
+            params = {"reason": site["reason"], "count": site["count"], "classes": traces[0].get("num_classes")}
+            msg = Msg("report.missed.sarif.break", params)
+            yield {**site, "col": None, "message": msg, "fingerprint": finding.fingerprint}
+            continue
+        depth = site.get("depth")
+        params = {"detail": site["detail"], "function": site["function"]}
+        if depth:
+            msg = Msg("report.missed.sarif.loop", {**params, "depth": depth})
+        elif site.get("on_forward_path"):
+            msg = Msg("report.missed.sarif.on_path", params)
+        else:
+            msg = Msg("report.missed.sarif.off_path", params)
+        yield {**site, "message": msg, "fingerprint": finding.fingerprint}
 
 
 def _rule(info: CheckInfo, lang: str) -> dict[str, Json]:
@@ -110,6 +113,7 @@ def _result(info: CheckInfo, index: int, result: Result, place: Mapping[str, Jso
         "level": LEVELS.get((result.verdict, info.severity), "note"),
         "message": {"text": render(place["message"], lang)},
         "locations": [{"physicalLocation": {"artifactLocation": _uri(str(place["file"])), "region": region}}],
+        "partialFingerprints": {f"headaudit/v{FINGERPRINT_VERSION}": place["fingerprint"]},
         "properties": {"subject": result.subject, "verdict": result.verdict},
     }
 

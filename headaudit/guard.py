@@ -1,0 +1,131 @@
+"""The regression guard: what got worse between a recorded report and this run.
+
+``headaudit check --expect audit.json`` runs the audit again and compares it with the
+report recorded earlier (``headaudit report --format json > audit.json``). For each
+subject role and check present in both, a regression is
+
+- a worse verdict (``pass`` < ``warn`` < ``n/a`` < ``fail`` < ``error``: a check that
+  stops measuring, ``n/a``, hides what it measured before);
+- a finding whose fingerprint the recorded result does not have
+  (:mod:`headaudit.fingerprints`): a new defect where a check already failed;
+- any change of the interface ``forward.contract`` records (constructor signature and
+  defaults, what forward returns in each mode, the loss-dict keys, parameter names and
+  shapes, buffers): callers and checkpoints depend on it, so it is accepted only by
+  recording it again (``--update``).
+
+A finding that disappears, a better verdict or a check that only one report has are not
+regressions (they are listed as notes). Pure: no torch, nothing is re-run.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from headaudit.fingerprints import findings_of
+from headaudit.messages import render
+from headaudit.model import Report, Result
+
+__all__ = ["RANK", "Comparison", "Regression", "compare"]
+
+#: How bad each verdict is, for the guard.
+RANK: dict[str, int] = {"pass": 0, "warn": 1, "n/a": 2, "fail": 3, "error": 4}
+
+Json = Any
+
+
+@dataclass(frozen=True)
+class Regression:
+    """One thing that got worse, with the line that says so."""
+
+    role: str
+    check: str
+    kind: str  # verdict, finding, interface
+    detail: str
+
+    def line(self) -> str:
+        return f"{self.role} {self.check}: {self.kind}: {self.detail}"
+
+
+@dataclass(frozen=True)
+class Comparison:
+    regressions: tuple[Regression, ...]
+    notes: tuple[str, ...]
+    compared: int  # (role, check) pairs present in both reports
+
+
+def _fingerprints(raw: Mapping[str, Json] | None, result: Result) -> set[str]:
+    """The recorded fingerprints (as the file has them; recomputed for a file without them)."""
+    if raw is not None and isinstance(raw.get("findings"), list):
+        return {str(f.get("fingerprint")) for f in raw["findings"] if isinstance(f, Mapping)}
+    return {f.fingerprint for f in findings_of(result.check, result.verdict, result.message.to_dict(), result.evidence)}
+
+
+def _diff(before: Json, after: Json, path: str = "") -> Iterator[str]:
+    """Where two interface records differ, one phrase per difference."""
+    if isinstance(before, Mapping) and isinstance(after, Mapping):
+        for key in sorted(set(before) | set(after), key=str):
+            where = f"{path}.{key}" if path else str(key)
+            if key not in after:
+                yield f"{where} removed"
+            elif key not in before:
+                yield f"{where} added ({after[key]!r})"
+            else:
+                yield from _diff(before[key], after[key], where)
+    elif path == "constructor" and isinstance(before, list) and isinstance(after, list):
+        old = {p.get("name"): p for p in before if isinstance(p, Mapping)}
+        new = {p.get("name"): p for p in after if isinstance(p, Mapping)}
+        for name in [n for n in old if n not in new]:
+            yield f"constructor argument {name} removed"
+        for name in [n for n in new if n not in old]:
+            yield f"constructor argument {name} added"
+        for name in [n for n in new if n in old and old[n] != new[n]]:
+            yield f"constructor argument {name}: {old[name]} -> {new[name]}"
+        if [n for n in old if n in new] != [n for n in new if n in old]:
+            yield "constructor arguments reordered"
+    elif before != after:
+        yield f"{path or 'interface'}: {before!r} -> {after!r}"
+
+
+def _interface(result: Result) -> Json:
+    ev = result.evidence
+    return ev.get("interface") if isinstance(ev, Mapping) else None
+
+
+def compare(expected: Report, current: Report, raw_expected: Mapping[str, Json] | None = None) -> Comparison:
+    """What got worse from ``expected`` to ``current`` (``raw_expected``: the expect file's
+    JSON, whose recorded fingerprints are used as they are)."""
+    raw_results: dict[tuple[str, str], Mapping[str, Json]] = {}
+    for item in (raw_expected or {}).get("results", []):
+        if isinstance(item, Mapping):
+            raw_results[(str(item.get("subject")), str(item.get("check")))] = item
+    before = {(r.subject, r.check): r for r in expected.results}
+    after = {(r.subject, r.check): r for r in current.results}
+    regressions: list[Regression] = []
+    notes: list[str] = []
+    for key, now in after.items():
+        role, check = key
+        was = before.get(key)
+        if was is None:
+            notes.append(f"{role} {check}: not in the expect file ({now.verdict} now)")
+            continue
+        if RANK[now.verdict] > RANK[was.verdict]:
+            change = f"{was.verdict} -> {now.verdict}: {render(now.message, 'en')}"
+            regressions.append(Regression(role, check, "verdict", change))
+        elif RANK[now.verdict] < RANK[was.verdict]:
+            notes.append(f"{role} {check}: better, {was.verdict} -> {now.verdict}")
+        known = _fingerprints(raw_results.get(key), was)
+        for finding in now.findings():
+            if finding.fingerprint not in known:
+                found = f"{finding.describe()} [{finding.fingerprint}]"
+                regressions.append(Regression(role, check, "new finding", found))
+        old_iface, new_iface = _interface(was), _interface(now)
+        if old_iface is not None and new_iface is not None and old_iface != new_iface:
+            for change in _diff(old_iface, new_iface):
+                regressions.append(Regression(role, check, "interface changed", change))
+    for key in before:
+        if key not in after:
+            notes.append(f"{key[0]} {key[1]}: in the expect file, not run now")
+    compared = sum(1 for key in after if key in before)
+    return Comparison(tuple(regressions), tuple(notes), compared)

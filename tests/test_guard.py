@@ -1,0 +1,239 @@
+"""The regression guard: fingerprints, `headaudit check` and `[tool.headaudit]`.
+
+A regression is a worse verdict, a finding whose fingerprint the expect file lacks, or a
+changed interface record; the tests introduce each into a copy of a reference, in either
+slot, and prove that reverting the change makes the guard pass again.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from headaudit.fingerprints import findings_of, normalise
+from headaudit.guard import compare
+from headaudit.messages import Msg
+from headaudit.model import Report, Result
+from tests.mutation.catalogue import MUTANTS, apply
+from tests.test_cli import headaudit
+
+ROOT = Path(__file__).resolve().parents[1]
+OPTIMAL = ROOT / "reference" / "head_optimal.py"
+BASE = ROOT / "reference" / "head.py"
+CHECKS = "loss.separation-value,ema.standard,forward.contract,static.host-syncs"
+
+
+def _mutant(mutant_id: str) -> str:
+    found = [m for m in MUTANTS if m.id == mutant_id]
+    assert found, mutant_id
+    return apply(found[0], OPTIMAL.read_text(encoding="utf-8"))
+
+
+# --- fingerprints ---------------------------------------------------------------------------
+
+
+def test_normalise_drops_what_moves_and_keeps_names() -> None:
+    assert normalise("headaudit:reference/head.py:64") == "head.py"
+    assert normalise("/tmp/a/b/head_fixed.py:12:3 failed") == "head_fixed.py failed"
+    assert normalise("n=3, tol 1.5e-05 at 0x7fab12") == "n=#, tol # at #"
+    assert normalise("float32 logits, log_sigma_ce") == "float32 logits, log_sigma_ce"
+
+
+def _msg(cells: list[str], value: float) -> dict[str, object]:
+    items = [{"msg": {"id": "demo.cell", "params": {"head": c, "value": value}}} for c in cells]
+    return Msg("demo.fail", {"cells": items, "largest": value, "setting": "momentum=0.5"}).to_dict()
+
+
+def test_a_pass_has_no_findings_and_numbers_change_no_fingerprint() -> None:
+    assert findings_of("demo", "pass", _msg(["Head"], 1.0), {}) == ()
+    first = findings_of("demo", "fail", _msg(["Head"], 1.0), {})
+    second = findings_of("demo", "fail", _msg(["Head"], 7.25), {})
+    assert [f.fingerprint for f in first] == [f.fingerprint for f in second]
+    assert first[0].keys == ("setting=momentum=#",)
+    assert first[1].keys == ("cells", "Head")
+
+
+def test_a_new_list_item_is_one_new_finding_and_a_fixed_one_disappears() -> None:
+    one = {f.fingerprint for f in findings_of("demo", "fail", _msg(["Head"], 1.0), {})}
+    two = {f.fingerprint for f in findings_of("demo", "fail", _msg(["Head", "HeadOptimal"], 1.0), {})}
+    assert one < two
+    assert len(two - one) == 1
+
+
+def _sites(*lines: tuple[str, int]) -> dict[str, object]:
+    return {"sites": [{"file": "pkg/head.py", "line": n, "function": f, "detail": ".item()"} for f, n in lines]}
+
+
+def test_a_site_keeps_its_fingerprint_when_its_line_moves() -> None:
+    msg = Msg("static.host-syncs.fail", {"count": 1}).to_dict()
+    before = findings_of("static.host-syncs", "fail", msg, _sites(("Loss.forward", 10)))
+    moved = findings_of("static.host-syncs", "fail", msg, _sites(("Loss.forward", 42)))
+    again = findings_of("static.host-syncs", "fail", msg, _sites(("Loss.forward", 42), ("Loss.forward", 50)))
+    assert [f.fingerprint for f in before] == [f.fingerprint for f in moved]
+    assert len({f.fingerprint for f in again} - {f.fingerprint for f in moved}) == 1  # a second .item() there
+
+
+def test_results_in_json_carry_their_findings(reference_report: Report) -> None:
+    data = reference_report.to_dict()
+    for raw, result in zip(data["results"], reference_report.results, strict=True):
+        assert raw["findings"] == [f.to_dict() for f in result.findings()]
+        assert (raw["findings"] == []) == (result.verdict == "pass")
+    assert Report.from_dict(json.loads(json.dumps(data))).to_dict() == data
+
+
+# --- compare ------------------------------------------------------------------------------
+
+
+def _with(report: Report, role: str, check: str, **changes: object) -> Report:
+    results = tuple(
+        dataclasses.replace(r, **changes) if (r.subject, r.check) == (role, check) else r  # type: ignore[arg-type]
+        for r in report.results
+    )
+    return dataclasses.replace(report, results=results)
+
+
+@pytest.mark.parametrize("role", ["baseline", "candidate"])
+def test_compare_finds_worse_verdicts_new_findings_and_interface_changes(reference_report: Report, role: str) -> None:
+    assert compare(reference_report, reference_report).regressions == ()
+    passing = next(r for r in reference_report.results if r.subject == role and r.verdict == "pass")
+    worse = _with(
+        reference_report, role, passing.check, verdict="fail", message=Msg("common.check_failed", {"detail": "demo"})
+    )
+    kinds = {(g.role, g.check, g.kind) for g in compare(reference_report, worse).regressions}
+    assert kinds == {(role, passing.check, "verdict"), (role, passing.check, "new finding")}
+    assert compare(worse, reference_report).regressions == ()  # better is a note, not a regression
+
+    contract: Result = next(r for r in reference_report.results if (r.subject, r.check) == (role, "forward.contract"))
+    iface = contract.evidence["interface"]
+    changed = {**contract.evidence, "interface": {**iface, "loss_keys": [*(iface["loss_keys"] or []), "extra_loss"]}}
+    edited = _with(reference_report, role, "forward.contract", evidence=changed)
+    lines = [g.line() for g in compare(reference_report, edited).regressions]
+    new_keys = changed["interface"]["loss_keys"]
+    assert lines == [f"{role} forward.contract: interface changed: loss_keys: {iface['loss_keys']!r} -> {new_keys!r}"]
+
+
+# --- headaudit check ----------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A user's project: copies of both heads and an audit.json recorded from them."""
+    root = tmp_path_factory.mktemp("project")
+    shutil.copy(OPTIMAL, root / "head_optimal.py")
+    shutil.copy(BASE, root / "head.py")
+    args = ("--baseline", "head.py", "--candidate", "head_optimal.py", "--only", CHECKS, "--no-bench")
+    out = headaudit("report", *args, "--format", "json", cwd=root)
+    assert out.returncode == 0, out.stderr
+    (root / "audit.json").write_text(out.stdout, encoding="utf-8")
+    return root
+
+
+def _copy(project: Path, folder: str, source: str) -> str:
+    """``source`` as ``FOLDER/head_optimal.py``: the user's file, edited in place."""
+    (project / folder).mkdir(exist_ok=True)
+    (project / folder / "head_optimal.py").write_text(source, encoding="utf-8")
+    return f"{folder}/head_optimal.py"
+
+
+def test_check_passes_on_the_recorded_files(project: Path) -> None:
+    out = headaudit("check", "--expect", "audit.json", cwd=project)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout == ""
+    assert "no regressions against audit.json (8 results compared)" in out.stderr
+
+
+@pytest.mark.parametrize("slot", ["baseline", "candidate"])
+def test_a_mutant_fails_check_and_reverting_it_passes(project: Path, slot: str) -> None:
+    expect = project / f"audit-{slot}.json"
+    spec = _copy(project, f"in-{slot}", OPTIMAL.read_text(encoding="utf-8"))
+    out = headaudit("report", f"--{slot}", spec, "--only", CHECKS, "--no-bench", "--format", "json", cwd=project)
+    assert out.returncode == 0, out.stderr
+    expect.write_text(out.stdout, encoding="utf-8")
+    _copy(project, f"in-{slot}", _mutant("sep-includes-own-class"))
+    bad = headaudit("check", "--expect", expect.name, cwd=project)  # the recorded subjects, by default
+    assert bad.returncode == 1, bad.stderr
+    lines = bad.stdout.splitlines()
+    assert lines[0].startswith(f"regression: {slot} loss.separation-value: verdict: pass -> fail: ")
+    assert all(line.startswith(f"regression: {slot} loss.separation-value: ") for line in lines)
+    _copy(project, f"in-{slot}", OPTIMAL.read_text(encoding="utf-8"))
+    good = headaudit("check", "--expect", expect.name, cwd=project)
+    assert good.returncode == 0, good.stdout + good.stderr
+
+
+def test_a_new_finding_under_a_known_failure_is_a_regression(project: Path) -> None:
+    source = OPTIMAL.read_text(encoding="utf-8")
+    anchor = "        distances = 1 - similarities\n"
+    assert source.count(anchor) == 1
+    spec = _copy(project, "synced", source.replace(anchor, anchor + "        _ = float(distances.sum().item())\n"))
+    out = headaudit("check", "--expect", "audit.json", "--candidate", spec, cwd=project)
+    assert out.returncode == 1, out.stderr
+    new = [line for line in out.stdout.splitlines() if "static.host-syncs" in line]
+    assert len(new) == 1, out.stdout  # the known failure stays; only the added place is new
+    assert new[0].startswith("regression: candidate static.host-syncs: new finding: site (head_optimal.py, ")
+    assert "OptimalPrototypeLoss.forward, .item(), #1)" in new[0]
+
+
+def test_an_interface_change_is_reported(project: Path) -> None:
+    source = OPTIMAL.read_text(encoding="utf-8")
+    assert source.count("temperature: float = 10.0") == 1
+    spec = _copy(project, "iface", source.replace("temperature: float = 10.0", "temperature: float = 12.0"))
+    out = headaudit("check", "--expect", "audit.json", "--candidate", spec, cwd=project)
+    assert out.returncode == 1, out.stderr
+    assert "regression: candidate forward.contract: interface changed: constructor argument temperature:" in out.stdout
+
+
+def test_update_records_and_the_next_check_passes(tmp_path: Path) -> None:
+    shutil.copy(OPTIMAL, tmp_path / "head_optimal.py")
+    config = '[tool.headaudit]\ncandidate = "head_optimal.py"\nexpect = "audit.json"\nseed = 3\n'
+    (tmp_path / "pyproject.toml").write_text(config, encoding="utf-8")
+    sub = tmp_path / "src"
+    sub.mkdir()  # the config is found from a subfolder, its paths relative to its own folder
+    out = headaudit("check", "--update", cwd=sub)
+    assert out.returncode == 0, out.stderr
+    data = json.loads((tmp_path / "audit.json").read_text(encoding="utf-8"))
+    assert data["environment"]["seed"] == 3
+    assert {s["role"]: Path(s["path"]).name for s in data["subjects"]}["candidate"] == "head_optimal.py"
+    assert not any(r["check"].startswith("perf.") for r in data["results"])
+    again = headaudit("check", cwd=sub)
+    assert again.returncode == 0, again.stderr
+
+
+@pytest.mark.parametrize(
+    ("files", "args", "needle"),
+    [
+        ({}, ["check"], "headaudit check needs --expect FILE"),
+        ({}, ["check", "--expect", "nope.json"], "does not exist; record it with"),
+        ({"bad.json": "{not json"}, ["check", "--expect", "bad.json"], "is not a JSON report"),
+        ({"bad.json": '{"results": []}'}, ["check", "--expect", "bad.json"], "is not a headaudit JSON report"),
+        ({"pyproject.toml": "[tool.headaudit]\ncandidat = 'x.py'\n"}, ["report"], "unknown key 'candidat'"),
+        ({"pyproject.toml": "[tool.headaudit]\nseed = 'one'\n"}, ["report"], "seed in [tool.headaudit]"),
+        ({"pyproject.toml": "[tool.headaudit]\nlang = 'fr'\n"}, ["report"], "use one of en, zh"),
+        ({"pyproject.toml": "[tool.headaudit\n"}, ["report"], "is not valid TOML"),
+        ({"pyproject.toml": "[tool.headaudit]\ncandidate = 'missing.py'\n"}, ["report"], "missing.py"),
+    ],
+)
+def test_bad_guard_input_is_one_line_and_exit_2(
+    tmp_path: Path, files: dict[str, str], args: list[str], needle: str
+) -> None:
+    for name, text in files.items():
+        (tmp_path / name).write_text(text, encoding="utf-8")
+    out = headaudit(*args, cwd=tmp_path)
+    assert out.returncode == 2, out.stdout + out.stderr
+    assert out.stderr.count("\n") == 1, out.stderr
+    assert needle in out.stderr
+
+
+def test_flags_win_over_the_config(tmp_path: Path) -> None:
+    (tmp_path / "pyproject.toml").write_text(
+        "[tool.headaudit]\ncandidate = 'missing.py'\nlang = 'zh'\n", encoding="utf-8"
+    )
+    out = headaudit("report", "--candidate", str(OPTIMAL), "--only", "gate.convex", "--lang", "en", cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    assert "## Subjects" in out.stdout
+    zh = headaudit("report", "--candidate", str(OPTIMAL), "--only", "gate.convex", cwd=tmp_path)
+    assert zh.returncode == 0, zh.stderr
+    assert "## 被测文件" in zh.stdout
