@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from headaudit.bench.results import BenchResult
     from headaudit.config import ProjectConfig
     from headaudit.model import Report
+    from headaudit.mutation.score import MutationScore
     from headaudit.names import NameMap
     from headaudit.registry import Check
     from headaudit.subjects import Subject
@@ -133,6 +134,11 @@ def _parser() -> argparse.ArgumentParser:
         "--timeout", type=_timeout, default=None, metavar="SECONDS", help="time budget per check and subject (120)"
     )
     report.add_argument("--no-bench", action="store_true", help="skip the performance section")
+    report.add_argument(
+        "--no-mutation",
+        action="store_true",
+        help="skip the mutation score (measured when every check runs; about a minute)",
+    )
     report.add_argument("--plots", metavar="DIR", help=_PLOTS_HELP)
     report.add_argument(
         "--sarif", metavar="FILE", help="also write the located findings as SARIF 2.1.0 to FILE (code scanning)"
@@ -168,6 +174,16 @@ def _parser() -> argparse.ArgumentParser:
     bench.add_argument("--debug", action="store_true", help="show tracebacks")
 
     _add_check_parser(sub)
+
+    mutate = sub.add_parser(
+        "mutate",
+        help="measure the mutation score: which check kills each single-change mutant of head_fixed.py",
+    )
+    mutate.add_argument("--seed", type=_seed, default=None, help="seed for torch and Hypothesis (default 0)")
+    mutate.add_argument("--profile", choices=_PROFILES, default=None, help=_PROFILE_HELP)
+    mutate.add_argument("--timeout", type=_timeout, default=None, metavar="SECONDS", help="time budget per check")
+    mutate.add_argument("--json", metavar="FILE", help="also write the score as JSON to FILE")
+    mutate.add_argument("--debug", action="store_true", help="show tracebacks")
 
     listing = sub.add_parser("list", help="print the check catalogue")
     listing.add_argument("--lang", choices=("en", "zh"), default=None)
@@ -410,6 +426,8 @@ def _cmd_report(args: argparse.Namespace) -> int:
     sarif = _sarif_target(args.sarif)
     plots = _plots_dir(args.plots)
     report = _audit(args, checks, plots)
+    if args.only is None and not args.no_mutation:
+        report = dataclasses.replace(report, extra={**report.extra, "mutation": _mutation(args).to_dict()})
     text = render_json(report) if args.format == "json" else render_markdown(report, args.lang)
     sys.stdout.write(text)
     sys.stdout.flush()
@@ -421,6 +439,42 @@ def _cmd_report(args: argparse.Namespace) -> int:
         except OSError as exc:
             raise ConfigError(f"cannot write --sarif {str(sarif)!r}: {exc.strerror or exc}") from None
     return 1 if any(r.verdict == "error" for r in report.results) else 0
+
+
+def _mutation(args: argparse.Namespace) -> MutationScore:
+    """The mutation score of every check on the bundled ``head_fixed.py``, measured now."""
+    from headaudit.checks import REGISTRY
+    from headaudit.mutation.score import measure_score
+    from headaudit.profiles import active_profile
+    from headaudit.runner import DEFAULT_TIMEOUT
+
+    progress = (lambda msg: print(f"headaudit: {msg}", file=sys.stderr)) if sys.stderr.isatty() else None
+    timeout = args.timeout if args.timeout is not None else DEFAULT_TIMEOUT
+    _keep_hypothesis_files_out_of_cwd()
+    profile = active_profile(args.profile)
+    return measure_score(REGISTRY, seed=args.seed, profile=profile, timeout=timeout, progress=progress)
+
+
+def _cmd_mutate(args: argparse.Namespace) -> int:
+    """Print which check killed each mutant, and the rewrites' false alarms; exit 1 unless 100 % and none."""
+    import json
+
+    score = _mutation(args)
+    for m in score.mutants:
+        killer = "SURVIVED" if m.killed_by is None else f"killed by {m.killed_by} ({m.before} -> {m.after})"
+        print(f"{m.id:34} {killer}: {m.description}" + (f"\n{'':34} {m.detail}" if m.detail else ""))
+    for r in score.equivalents:
+        verdict = "false alarm in " + ", ".join(r.changed) if r.changed else "no verdict changed"
+        print(f"{r.id:34} rewrite, {verdict}: {r.description}")
+    total = len(score.mutants)
+    print(f"mutation score {score.killed}/{total} ({100 * score.killed / total:.0f} %) on {score.file}; "
+          f"{score.false_alarms} false alarms in {len(score.equivalents)} rewrites (seed {score.seed})")  # fmt: skip
+    if args.json:
+        try:
+            Path(args.json).write_text(json.dumps(score.to_dict(), indent=2, sort_keys=True) + "\n", encoding="utf-8")
+        except OSError as exc:
+            raise ConfigError(f"cannot write --json {args.json!r}: {exc.strerror or exc}") from None
+    return 0 if score.killed == total and not score.false_alarms else 1
 
 
 def _read_expect(path: Path) -> tuple[Report, dict[str, Any]]:
@@ -586,7 +640,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = parser.parse_args(argv)
         if args.command is None:
             raise ConfigError(
-                "no command given; use `headaudit report`, `headaudit check`, `headaudit bench` or `headaudit list` "
+                "no command given; use `headaudit report`, `check`, `mutate`, `bench` or `list` "
                 "(see `headaudit --help`)"
             )
         args.config = _configure(args)
@@ -595,6 +649,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "check":
             return _cmd_check(args)
         args.seed = 0 if args.seed is None else args.seed
+        if args.command == "mutate":
+            return _cmd_mutate(args)
         if args.command == "bench":
             return _cmd_bench(args)
         return _cmd_report(args)

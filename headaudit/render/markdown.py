@@ -32,6 +32,7 @@ from headaudit.render._blocks import (
 from headaudit.render.contracts import render_contracts
 from headaudit.render.glance import glance
 from headaudit.render.missed import render_missed
+from headaudit.render.mutation import render_mutation
 from headaudit.render.performance import render_performance
 from headaudit.render.summary import further_checks, host_files, summary_sections
 
@@ -115,7 +116,7 @@ def _reproducibility(report: Report, lang: str) -> list[str]:
     for c in report.checks:
         cells = [_examples_cell(report.result(c.id, role), lang) for role in roles]
         lines.append(f"| `{c.id}` | " + " | ".join(cells) + " |")
-    return [*lines, ""]
+    return [*lines, "", *render_mutation(report, lang)]
 
 
 def _subjects(report: Report, lang: str) -> list[str]:
