@@ -23,13 +23,15 @@ from headaudit.errors import ConfigError, HeadAuditError
 if TYPE_CHECKING:
     from headaudit.bench.results import BenchResult
     from headaudit.config import ProjectConfig
+    from headaudit.hosts import HostSet
     from headaudit.model import Report
     from headaudit.mutation.score import MutationScore
     from headaudit.names import NameMap
+    from headaudit.profiles import Profile
     from headaudit.registry import Check
     from headaudit.subjects import Subject
 
-__all__ = ["main"]
+__all__ = ["CheckPlan", "Prepared", "main", "plan_check", "prepare"]
 
 _EPILOG = """\
 subjects:
@@ -384,33 +386,51 @@ def _with_performance(
     return dataclasses.replace(report, extra={**report.extra, "performance": extra})
 
 
-def _audit(args: argparse.Namespace, checks: list[Check[Any]], plots: Path | None = None) -> Report:
-    """Load the subjects and hosts ``args`` name and run ``checks`` on them (report and check)."""
+@dataclasses.dataclass(frozen=True)
+class Prepared:
+    """Subjects, hosts and budgets loaded for a run (report, check, the pytest plugin)."""
+
+    subjects: dict[str, Subject]
+    hosts: HostSet
+    profile: Profile
+    timeout: float
+    reproduce: list[str]
+    seed: int
+
+
+def prepare(args: argparse.Namespace, checks: Sequence[Check[Any]]) -> Prepared:
+    """Load the subjects and hosts ``args`` name (the control only when a performance check runs)."""
     from headaudit.hosts import load_hosts
     from headaudit.profiles import active_profile
-    from headaudit.runner import run_audit
 
     profile = active_profile(args.profile)
     subjects, chosen, options, timeout = _load_subjects(args)
     hosted = [*(["--host", args.host] if args.host else []), *(["--wrapper", args.wrapper] if args.wrapper else [])]
-    reproduce = [*chosen, *hosted, *options]
     hosts = load_hosts(args.host, wrapper=args.wrapper, timeout=timeout)
-    progress = (lambda msg: print(f"headaudit: {msg}", file=sys.stderr)) if sys.stderr.isatty() else None
     if not any(c.group == "performance" for c in checks):
         subjects.pop("control", None)  # measured in the performance section only
+    return Prepared(subjects, hosts, profile, timeout, [*chosen, *hosted, *options], args.seed)
+
+
+def _audit(args: argparse.Namespace, checks: list[Check[Any]], plots: Path | None = None) -> Report:
+    """Run ``checks`` on what ``args`` name (report and check)."""
+    from headaudit.runner import run_audit
+
+    ready = prepare(args, checks)
+    progress = (lambda msg: print(f"headaudit: {msg}", file=sys.stderr)) if sys.stderr.isatty() else None
     report = run_audit(
-        subjects,
+        ready.subjects,
         checks,
-        seed=args.seed,
-        profile=profile,
-        timeout=timeout,
-        args=reproduce,
+        seed=ready.seed,
+        profile=ready.profile,
+        timeout=ready.timeout,
+        args=ready.reproduce,
         progress=progress,
-        hosts=hosts,
+        hosts=ready.hosts,
         only={"control": "performance"},
     )
     if any(c.group == "performance" for c in checks):
-        report = _with_performance(report, subjects, plots)
+        report = _with_performance(report, ready.subjects, plots)
     return report
 
 
@@ -515,16 +535,31 @@ def _recorded(args: argparse.Namespace, expected: Report) -> None:
         args.profile = expected.environment.profile
 
 
-def _cmd_check(args: argparse.Namespace) -> int:
-    """Compare this run with ``--expect`` (exit 1 on a regression), or record it (``--update``)."""
-    from headaudit.checks import REGISTRY
-    from headaudit.guard import compare
-    from headaudit.render.json import render_json
+@dataclasses.dataclass(frozen=True)
+class CheckPlan:
+    """What a guarded run compares with: the expect file (None: nothing recorded yet) and
+    the checks to run (the recorded ones; the performance group only with ``--bench``)."""
 
-    if args.expect is None:
-        raise ConfigError('headaudit check needs --expect FILE (or `expect = "audit.json"` in [tool.headaudit])')
-    path = Path(args.expect)
-    expected, raw = (None, None) if args.update and not path.exists() else _read_expect(path)
+    args: argparse.Namespace
+    path: Path | None
+    checks: list[Check[Any]]
+    expected: Report | None
+    raw: dict[str, Any] | None
+
+
+def plan_check(argv: Sequence[str]) -> CheckPlan:
+    """``headaudit check ARGV``'s plan with ``[tool.headaudit]`` applied, without running it
+    (the pytest plugin's entry; an expect file is optional there)."""
+    args = _parser().parse_args(["check", *argv])
+    args.config = _configure(args)
+    return _plan(args)
+
+
+def _plan(args: argparse.Namespace) -> CheckPlan:
+    from headaudit.checks import REGISTRY
+
+    path = None if args.expect is None else Path(args.expect)
+    expected, raw = (None, None) if path is None or (args.update and not path.exists()) else _read_expect(path)
     if expected is not None:
         _recorded(args, expected)
         recorded_ids = {c.id for c in expected.checks}
@@ -538,19 +573,31 @@ def _cmd_check(args: argparse.Namespace) -> int:
     if expected is not None and args.profile != (expected.environment.profile or None) and not args.update:
         raise ConfigError(
             f"{path} was recorded under the {expected.environment.profile!r} profile, this run is {args.profile!r}; "
-            "use the same profile (--profile) or record again with --update"
+            "use the same profile or record again with --update"
         )
-    report = _audit(args, checks)
+    return CheckPlan(args, path, checks, expected, raw)
+
+
+def _cmd_check(args: argparse.Namespace) -> int:
+    """Compare this run with ``--expect`` (exit 1 on a regression), or record it (``--update``)."""
+    from headaudit.guard import compare
+    from headaudit.render.json import render_json
+
+    if args.expect is None:
+        raise ConfigError('headaudit check needs --expect FILE (or `expect = "audit.json"` in [tool.headaudit])')
+    plan = _plan(args)
+    path = Path(args.expect)
+    report = _audit(args, plan.checks)
     if args.update:
         try:
             path.write_text(render_json(report), encoding="utf-8")
         except OSError as exc:
             raise ConfigError(f"cannot write --expect {str(path)!r}: {exc.strerror or exc}") from None
-        print(f"headaudit: recorded {len(report.results)} results of {len(checks)} checks in {path}", file=sys.stderr)
+        count = f"{len(report.results)} results of {len(plan.checks)} checks"
+        print(f"headaudit: recorded {count} in {path}", file=sys.stderr)
         return 0
-    assert expected is not None
-    assert raw is not None
-    outcome = compare(expected, report, raw)
+    assert plan.expected is not None
+    outcome = compare(plan.expected, report, plan.raw)
     for note in outcome.notes:
         print(f"headaudit: note: {note}", file=sys.stderr)
     for regression in outcome.regressions:

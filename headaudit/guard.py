@@ -27,7 +27,7 @@ from headaudit.fingerprints import findings_of
 from headaudit.messages import render
 from headaudit.model import Report, Result
 
-__all__ = ["RANK", "Comparison", "Regression", "compare"]
+__all__ = ["RANK", "Comparison", "Regression", "compare", "recorded_results", "regressions_of"]
 
 #: How bad each verdict is, for the guard.
 RANK: dict[str, int] = {"pass": 0, "warn": 1, "n/a": 2, "fail": 3, "error": 4}
@@ -93,37 +93,51 @@ def _interface(result: Result) -> Json:
     return ev.get("interface") if isinstance(ev, Mapping) else None
 
 
+def regressions_of(now: Result, was: Result | None, raw_was: Mapping[str, Json] | None = None) -> list[Regression]:
+    """What got worse in one (role, check) result from ``was`` (recorded) to ``now``;
+    nothing when there is no recorded result to compare with."""
+    if was is None:
+        return []
+    role, check = now.subject, now.check
+    found: list[Regression] = []
+    if RANK[now.verdict] > RANK[was.verdict]:
+        change = f"{was.verdict} -> {now.verdict}: {render(now.message, 'en')}"
+        found.append(Regression(role, check, "verdict", change))
+    known = _fingerprints(raw_was, was)
+    for finding in now.findings():
+        if finding.fingerprint not in known:
+            found.append(Regression(role, check, "new finding", f"{finding.describe()} [{finding.fingerprint}]"))
+    old_iface, new_iface = _interface(was), _interface(now)
+    if old_iface is not None and new_iface is not None and old_iface != new_iface:
+        found += [Regression(role, check, "interface changed", change) for change in _diff(old_iface, new_iface)]
+    return found
+
+
+def recorded_results(raw_expected: Mapping[str, Json] | None) -> dict[tuple[str, str], Mapping[str, Json]]:
+    """The expect file's results as it has them, by (role, check)."""
+    found: dict[tuple[str, str], Mapping[str, Json]] = {}
+    for item in (raw_expected or {}).get("results", []):
+        if isinstance(item, Mapping):
+            found[(str(item.get("subject")), str(item.get("check")))] = item
+    return found
+
+
 def compare(expected: Report, current: Report, raw_expected: Mapping[str, Json] | None = None) -> Comparison:
     """What got worse from ``expected`` to ``current`` (``raw_expected``: the expect file's
     JSON, whose recorded fingerprints are used as they are)."""
-    raw_results: dict[tuple[str, str], Mapping[str, Json]] = {}
-    for item in (raw_expected or {}).get("results", []):
-        if isinstance(item, Mapping):
-            raw_results[(str(item.get("subject")), str(item.get("check")))] = item
+    raw_results = recorded_results(raw_expected)
     before = {(r.subject, r.check): r for r in expected.results}
     after = {(r.subject, r.check): r for r in current.results}
     regressions: list[Regression] = []
     notes: list[str] = []
     for key, now in after.items():
-        role, check = key
         was = before.get(key)
         if was is None:
-            notes.append(f"{role} {check}: not in the expect file ({now.verdict} now)")
+            notes.append(f"{key[0]} {key[1]}: not in the expect file ({now.verdict} now)")
             continue
-        if RANK[now.verdict] > RANK[was.verdict]:
-            change = f"{was.verdict} -> {now.verdict}: {render(now.message, 'en')}"
-            regressions.append(Regression(role, check, "verdict", change))
-        elif RANK[now.verdict] < RANK[was.verdict]:
-            notes.append(f"{role} {check}: better, {was.verdict} -> {now.verdict}")
-        known = _fingerprints(raw_results.get(key), was)
-        for finding in now.findings():
-            if finding.fingerprint not in known:
-                found = f"{finding.describe()} [{finding.fingerprint}]"
-                regressions.append(Regression(role, check, "new finding", found))
-        old_iface, new_iface = _interface(was), _interface(now)
-        if old_iface is not None and new_iface is not None and old_iface != new_iface:
-            for change in _diff(old_iface, new_iface):
-                regressions.append(Regression(role, check, "interface changed", change))
+        if RANK[now.verdict] < RANK[was.verdict]:
+            notes.append(f"{key[0]} {key[1]}: better, {was.verdict} -> {now.verdict}")
+        regressions += regressions_of(now, was, raw_results.get(key))
     for key in before:
         if key not in after:
             notes.append(f"{key[0]} {key[1]}: in the expect file, not run now")

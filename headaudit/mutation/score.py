@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from headaudit.errors import SubjectError
-from headaudit.guard import RANK
+from headaudit.guard import regressions_of
 from headaudit.messages import render
 from headaudit.model import Result
 from headaudit.mutation.catalogue import EQUIVALENTS, MUTANTS, Mutant, apply
@@ -100,10 +100,8 @@ class MutationScore:
 
 
 def _worse(before: Result, after: Result) -> bool:
-    if RANK[after.verdict] > RANK[before.verdict]:
-        return True
-    known = {f.fingerprint for f in before.findings()}
-    return any(f.fingerprint not in known for f in after.findings())
+    """What ``headaudit check`` reports as a regression of this result (the same function)."""
+    return bool(regressions_of(after, before))
 
 
 def _same(before: Result, after: Result) -> bool:

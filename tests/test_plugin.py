@@ -1,0 +1,157 @@
+"""`pytest --headaudit`: the checks as test items, tested with pytester in subprocesses.
+
+Each run is a fresh interpreter that finds the plugin through its ``pytest11`` entry
+point, as a user's CI does.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+from pathlib import Path
+
+import pytest
+
+from tests.mutation.catalogue import MUTANTS, apply
+from tests.test_cli import headaudit
+
+pytest_plugins = ("pytester",)
+
+ROOT = Path(__file__).resolve().parents[1]
+OPTIMAL = ROOT / "reference" / "head_optimal.py"
+CHECKS = "loss.separation-value,ema.unit-norm,gate.convex,static.host-syncs"
+
+
+@pytest.fixture
+def project(pytester: pytest.Pytester) -> Path:
+    """A user's project: a copy of head_optimal.py and an audit.json recorded from it."""
+    root = pytester.path
+    shutil.copy(OPTIMAL, root / "head_optimal.py")
+    out = headaudit("report", "--candidate", "head_optimal.py", "--only", CHECKS, "--no-bench", "--format", "json",
+                    cwd=root)  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    (root / "audit.json").write_text(out.stdout, encoding="utf-8")
+    return root
+
+
+def _mutate(root: Path, mutant_id: str) -> None:
+    mutant = next(m for m in MUTANTS if m.id == mutant_id)
+    (root / "head_optimal.py").write_text(apply(mutant, OPTIMAL.read_text(encoding="utf-8")), encoding="utf-8")
+
+
+def _outcomes(result: pytest.RunResult) -> list[str]:
+    """``OUTCOME nodeid`` of every item (from ``-rA``), sorted."""
+    lines = [ln for ln in result.outlines if re.match(r"^(PASSED|FAILED|XFAIL|SKIPPED|ERROR) ", ln)]
+    return sorted(re.sub(r" - .*$", "", ln) for ln in lines)
+
+
+def test_the_options_are_in_a_headaudit_group(pytester: pytest.Pytester) -> None:
+    result = pytester.runpytest_subprocess("--help")
+    text = result.stdout.str()
+    assert "headaudit: audit multi-prototype heads as tests" in text
+    for option in (
+        "--headaudit ",
+        "--headaudit-candidate",
+        "--headaudit-baseline",
+        "--headaudit-host",
+        "--headaudit-expect",
+    ):
+        assert option in text
+
+
+def test_known_failures_xfail_and_a_mutant_fails_until_reverted(pytester: pytest.Pytester, project: Path) -> None:
+    clean = pytester.runpytest_subprocess(
+        "--headaudit", "--headaudit-expect", "audit.json", "-rA", "-p", "no:cacheprovider"
+    )
+    assert clean.ret == 0, clean.stdout.str()
+    counts = clean.parseoutcomes()
+    assert counts.get("xfailed", 0) >= 1  # head.py's and head_optimal.py's recorded failures
+    assert counts["passed"] + counts["xfailed"] == 8
+
+    _mutate(project, "sep-includes-own-class")
+    bad = pytester.runpytest_subprocess(
+        "--headaudit", "--headaudit-expect", "audit.json", "-rA", "-p", "no:cacheprovider"
+    )
+    assert bad.ret == 1
+    assert _outcomes(bad).count("FAILED ::headaudit[candidate-loss.separation-value]") == 1
+    bad.stdout.fnmatch_lines(["*regression: candidate loss.separation-value: verdict: pass -> fail: *"])
+
+    shutil.copy(OPTIMAL, project / "head_optimal.py")
+    again = pytester.runpytest_subprocess("--headaudit", "--headaudit-expect", "audit.json", "-p", "no:cacheprovider")
+    assert again.ret == 0, again.stdout.str()
+
+
+def test_a_regression_under_a_known_failure_fails_the_item(pytester: pytest.Pytester, project: Path) -> None:
+    # static.host-syncs already fails on head_optimal.py (recorded): a new host read must not hide there
+    source = OPTIMAL.read_text(encoding="utf-8")
+    anchor = "        distances = 1 - similarities\n"
+    synced = source.replace(anchor, anchor + "        _ = float(distances.sum().item())\n")
+    (project / "head_optimal.py").write_text(synced, encoding="utf-8")
+    args = ("--headaudit", "--headaudit-expect", "audit.json", "-rA", "-p", "no:cacheprovider")
+    result = pytester.runpytest_subprocess(*args)
+    assert result.ret == 1
+    outcomes = _outcomes(result)
+    assert "FAILED ::headaudit[candidate-static.host-syncs]" in outcomes
+    assert "XFAIL ::headaudit[baseline-static.host-syncs]" in outcomes  # head.py's, unchanged
+    result.stdout.fnmatch_lines(["*new finding: site (head_optimal.py, OptimalPrototypeLoss.forward, .item(), #1)*"])
+
+
+def test_xdist_gives_the_serial_verdicts(pytester: pytest.Pytester, project: Path) -> None:
+    _mutate(project, "sep-includes-own-class")
+    args = ("--headaudit", "--headaudit-expect", "audit.json", "-rA", "-p", "no:cacheprovider")
+    serial = pytester.runpytest_subprocess(*args)
+    spread = pytester.runpytest_subprocess(*args, "-n", "2")
+    assert serial.ret == spread.ret == 1
+    assert _outcomes(serial) == _outcomes(spread)
+    assert len(_outcomes(serial)) == 8
+
+
+def test_without_an_expect_file_failing_checks_fail(pytester: pytest.Pytester, project: Path) -> None:
+    pytester.makepyprojecttoml('[tool.headaudit]\ncandidate = "head_optimal.py"\n')
+    (project / "audit.json").unlink()
+    result = pytester.runpytest_subprocess("--headaudit", "-k", "unit or convex", "-rA", "-p", "no:cacheprovider")
+    outcomes = _outcomes(result)
+    assert "FAILED ::headaudit[candidate-ema.unit-norm]" in outcomes  # the defect of head_optimal.py
+    assert "PASSED ::headaudit[candidate-gate.convex]" in outcomes
+    assert "FAILED ::headaudit[baseline-gate.convex]" in outcomes  # head.py's gate
+    assert len(outcomes) == 4
+
+
+def test_a_bad_expect_file_is_a_usage_error(pytester: pytest.Pytester) -> None:
+    result = pytester.runpytest_subprocess(
+        "--headaudit", "--headaudit-expect", "missing.json", "-p", "no:cacheprovider"
+    )
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*headaudit: --expect 'missing.json' does not exist*"])
+
+
+def test_without_the_flag_the_plugin_adds_nothing(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(test_one="def test_one():\n    assert True\n")
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider")
+    result.assert_outcomes(passed=1)
+
+
+FIXED = ROOT / "reference" / "head_fixed.py"
+
+
+@pytest.mark.parametrize("mutant_id", ["con-same-class-pairs", "patches-flattened-together", "host-read-in-loss",
+                                       "ema-drops-old-row", "weights-absent-classes-back"])  # fmt: skip
+def test_a_catalogue_mutant_of_head_fixed_fails_check_and_the_plugin(pytester: pytest.Pytester, mutant_id: str) -> None:
+    """End to end for a sample of the catalogue; the score proves every mutant with the same rule."""
+    from headaudit.mutation.catalogue import MUTANTS as FIXED_MUTANTS
+    from headaudit.mutation.catalogue import apply as apply_fixed
+
+    mutant = next(m for m in FIXED_MUTANTS if m.id == mutant_id)
+    root = pytester.path
+    shutil.copy(FIXED, root / "head_fixed.py")
+    out = headaudit("report", "--candidate", "head_fixed.py", "--only", ",".join(mutant.hint), "--no-bench",
+                    "--format", "json", cwd=root)  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    (root / "audit.json").write_text(out.stdout, encoding="utf-8")
+    (root / "head_fixed.py").write_text(apply_fixed(mutant, FIXED.read_text(encoding="utf-8")), encoding="utf-8")
+    assert headaudit("check", "--expect", "audit.json", cwd=root).returncode == 1
+    args = ("--headaudit", "--headaudit-expect", "audit.json", "-p", "no:cacheprovider")
+    assert pytester.runpytest_subprocess(*args).ret == 1
+    shutil.copy(FIXED, root / "head_fixed.py")
+    assert headaudit("check", "--expect", "audit.json", cwd=root).returncode == 0
+    assert pytester.runpytest_subprocess(*args).ret == 0
