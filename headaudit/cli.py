@@ -1,7 +1,9 @@
-"""Command line: ``headaudit report``, ``headaudit bench`` and ``headaudit list``. It only wires the parts.
+"""Command line: ``headaudit report``, ``check``, ``mutate``, ``bench`` and ``list``. It only wires the parts.
 
 Exit codes: 0 when the report was written and no check errored; 1 when some check could
-not run (``error`` verdicts; the report is still written); 2 for bad input (missing file,
+not run (``error`` verdicts; the report is still written), when ``check`` found a
+regression (or ``check --update`` changed the file), or when ``mutate`` saw a survivor
+or a false alarm; 2 for bad input (missing file,
 missing class, raising constructor, bad option or configuration), with one line on
 stderr and no traceback unless ``--debug``.
 """
@@ -61,7 +63,8 @@ name maps:
 
 exit codes:
   0  report written, every check ran
-  1  report written, some check could not run (verdict `error`)
+  1  report written, some check could not run (verdict `error`); `check`: a regression
+     (or `--update` changed the file); `mutate`: a surviving mutant or a false alarm
   2  bad input: missing file or class, a head whose constructor raises, a bad option
 
 environment:
@@ -578,6 +581,14 @@ def _plan(args: argparse.Namespace) -> CheckPlan:
     return CheckPlan(args, path, checks, expected, raw)
 
 
+def _fixed_findings(expected: Report, current: Report) -> list[str]:
+    """Recorded findings this run no longer has (an update drops them from the file)."""
+    from headaudit.guard import compare
+
+    flipped = compare(current, expected)  # what the recorded run has that this one lacks
+    return [f"gone: {r.line()}" for r in flipped.regressions if r.kind == "new finding"]
+
+
 def _cmd_check(args: argparse.Namespace) -> int:
     """Compare this run with ``--expect`` (exit 1 on a regression), or record it (``--update``)."""
     from headaudit.guard import compare
@@ -589,13 +600,23 @@ def _cmd_check(args: argparse.Namespace) -> int:
     path = Path(args.expect)
     report = _audit(args, plan.checks)
     if args.update:
+        # as pytest-regressions' --force-regen: the file is rewritten, and a rewrite that
+        # changed what `check` compares (or created the file) exits 1, so it is noticed
+        changes: list[str] = ["created"] if plan.expected is None else []
+        if plan.expected is not None:
+            outcome = compare(plan.expected, report, plan.raw)
+            changes = [r.line() for r in outcome.regressions] + [n for n in outcome.notes if "better" in n]
+            changes += _fixed_findings(plan.expected, report)
         try:
             path.write_text(render_json(report), encoding="utf-8")
         except OSError as exc:
             raise ConfigError(f"cannot write --expect {str(path)!r}: {exc.strerror or exc}") from None
+        for change in changes:
+            print(f"headaudit: updated: {change}", file=sys.stderr)
         count = f"{len(report.results)} results of {len(plan.checks)} checks"
-        print(f"headaudit: recorded {count} in {path}", file=sys.stderr)
-        return 0
+        state = f"{len(changes)} changes, exit 1 as --force-regen does" if changes else "nothing changed"
+        print(f"headaudit: recorded {count} in {path} ({state})", file=sys.stderr)
+        return 1 if changes else 0
     assert plan.expected is not None
     outcome = compare(plan.expected, report, plan.raw)
     for note in outcome.notes:

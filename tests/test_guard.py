@@ -193,13 +193,27 @@ def test_update_records_and_the_next_check_passes(tmp_path: Path) -> None:
     sub = tmp_path / "src"
     sub.mkdir()  # the config is found from a subfolder, its paths relative to its own folder
     out = headaudit("check", "--update", cwd=sub)
-    assert out.returncode == 0, out.stderr
+    assert out.returncode == 1, out.stderr  # created: as pytest-regressions' --force-regen, it fails once
+    assert "(1 changes, exit 1 as --force-regen does)" in out.stderr
     data = json.loads((tmp_path / "audit.json").read_text(encoding="utf-8"))
     assert data["environment"]["seed"] == 3
     assert {s["role"]: Path(s["path"]).name for s in data["subjects"]}["candidate"] == "head_optimal.py"
     assert not any(r["check"].startswith("perf.") for r in data["results"])
     again = headaudit("check", cwd=sub)
     assert again.returncode == 0, again.stderr
+    same = headaudit("check", "--update", cwd=sub)
+    assert same.returncode == 0, same.stderr
+    assert "(nothing changed)" in same.stderr
+
+
+def test_update_over_a_regression_records_it_and_says_so(project: Path) -> None:
+    expect = project / "audit-update.json"
+    expect.write_text((project / "audit.json").read_text(encoding="utf-8"), encoding="utf-8")
+    spec = _copy(project, "update", _mutant("sep-includes-own-class"))
+    out = headaudit("check", "--update", "--expect", expect.name, "--candidate", spec, cwd=project)
+    assert out.returncode == 1
+    assert "headaudit: updated: candidate loss.separation-value: verdict: pass -> fail" in out.stderr
+    assert headaudit("check", "--expect", expect.name, "--candidate", spec, cwd=project).returncode == 0
 
 
 @pytest.mark.parametrize(
