@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from headaudit.config import ProjectConfig
     from headaudit.hosts import HostSet
     from headaudit.model import Report
+    from headaudit.mutation.catalogue import Mutant
     from headaudit.mutation.score import MutationScore
     from headaudit.names import NameMap
     from headaudit.profiles import Profile
@@ -188,6 +189,7 @@ def _parser() -> argparse.ArgumentParser:
     mutate.add_argument("--profile", choices=_PROFILES, default=None, help=_PROFILE_HELP)
     mutate.add_argument("--timeout", type=_timeout, default=None, metavar="SECONDS", help="time budget per check")
     mutate.add_argument("--json", metavar="FILE", help="also write the score as JSON to FILE")
+    mutate.add_argument("--only", metavar="ID[,ID]", help="only these mutant and rewrite ids (default: all)")
     mutate.add_argument("--debug", action="store_true", help="show tracebacks")
 
     listing = sub.add_parser("list", help="print the check catalogue")
@@ -221,6 +223,11 @@ def _add_check_parser(sub: Any) -> None:
         "--map", action="append", default=[], metavar="CANONICAL=THEIRS", help="name a renamed part (repeatable)"
     )
     check.add_argument("--timeout", type=_timeout, default=None, metavar="SECONDS", help="time budget per check")
+    check.add_argument(
+        "--only",
+        metavar="ID[,ID]",
+        help="compare (with --update: record) only these check ids (default: as recorded)",
+    )
     check.add_argument(
         "--bench", action="store_true", help="also compare the performance checks (timings are noisy; off by default)"
     )
@@ -475,7 +482,25 @@ def _mutation(args: argparse.Namespace) -> MutationScore:
     timeout = args.timeout if args.timeout is not None else DEFAULT_TIMEOUT
     _keep_hypothesis_files_out_of_cwd()
     profile = active_profile(args.profile)
-    return measure_score(REGISTRY, seed=args.seed, profile=profile, timeout=timeout, progress=progress)
+    mutants, rewrites = _mutants(getattr(args, "only", None) if args.command == "mutate" else None)
+    return measure_score(
+        REGISTRY, seed=args.seed, profile=profile, timeout=timeout, mutants=mutants, equivalents=rewrites,
+        progress=progress,
+    )  # fmt: skip
+
+
+def _mutants(only: str | None) -> tuple[list[Mutant], list[Mutant]]:
+    """The catalogue, or the entries ``--only`` names (an unknown id is exit 2)."""
+    from headaudit.mutation.catalogue import EQUIVALENTS, MUTANTS
+
+    if only is None:
+        return list(MUTANTS), list(EQUIVALENTS)
+    wanted = [p.strip() for p in only.split(",") if p.strip()]
+    known = {m.id for m in (*MUTANTS, *EQUIVALENTS)}
+    unknown = [w for w in wanted if w not in known]
+    if unknown or not wanted:
+        raise ConfigError(f"--only names no mutant or rewrite {unknown or only!r}; `headaudit mutate` lists them")
+    return [m for m in MUTANTS if m.id in wanted], [m for m in EQUIVALENTS if m.id in wanted]
 
 
 def _cmd_mutate(args: argparse.Namespace) -> int:
@@ -490,7 +515,8 @@ def _cmd_mutate(args: argparse.Namespace) -> int:
         verdict = "false alarm in " + ", ".join(r.changed) if r.changed else "no verdict changed"
         print(f"{r.id:34} rewrite, {verdict}: {r.description}")
     total = len(score.mutants)
-    print(f"mutation score {score.killed}/{total} ({100 * score.killed / total:.0f} %) on {score.file}; "
+    rate = f"{100 * score.killed / total:.0f} %" if total else "-"
+    print(f"mutation score {score.killed}/{total} ({rate}) on {score.file}; "
           f"{score.false_alarms} false alarms in {len(score.equivalents)} rewrites (seed {score.seed})")  # fmt: skip
     if args.json:
         try:
@@ -569,10 +595,17 @@ def _plan(args: argparse.Namespace) -> CheckPlan:
         checks = [c for c in REGISTRY if c.id in recorded_ids]
     else:
         checks = list(REGISTRY)
+    if getattr(args, "only", None) is not None:
+        chosen = _select(args.only)
+        checks = [c for c in checks if c in chosen] if expected is not None and not args.update else chosen
     args.seed = 0 if args.seed is None else args.seed
     args.control = "none" if not args.bench else args.control
     if not args.bench:
         checks = [c for c in checks if c.group != "performance"]
+    if not checks:
+        raise ConfigError(
+            "no check left to run: the performance checks need --bench, and --only must name recorded ids"
+        )
     if expected is not None and args.profile != (expected.environment.profile or None) and not args.update:
         raise ConfigError(
             f"{path} was recorded under the {expected.environment.profile!r} profile, this run is {args.profile!r}; "

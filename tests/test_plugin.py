@@ -134,8 +134,7 @@ def test_without_the_flag_the_plugin_adds_nothing(pytester: pytest.Pytester) -> 
 FIXED = ROOT / "reference" / "head_fixed.py"
 
 
-@pytest.mark.parametrize("mutant_id", ["con-same-class-pairs", "patches-flattened-together", "host-read-in-loss",
-                                       "ema-drops-old-row", "weights-absent-classes-back"])  # fmt: skip
+@pytest.mark.parametrize("mutant_id", ["con-same-class-pairs", "patches-flattened-together", "host-read-in-loss"])
 def test_a_catalogue_mutant_of_head_fixed_fails_check_and_the_plugin(pytester: pytest.Pytester, mutant_id: str) -> None:
     """End to end for a sample of the catalogue; the score proves every mutant with the same rule."""
     from headaudit.mutation.catalogue import MUTANTS as FIXED_MUTANTS
