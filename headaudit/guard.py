@@ -23,7 +23,6 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from headaudit.fingerprints import findings_of
 from headaudit.messages import render
 from headaudit.model import Report, Result
 
@@ -59,7 +58,7 @@ def _fingerprints(raw: Mapping[str, Json] | None, result: Result) -> set[str]:
     """The recorded fingerprints (as the file has them; recomputed for a file without them)."""
     if raw is not None and isinstance(raw.get("findings"), list):
         return {str(f.get("fingerprint")) for f in raw["findings"] if isinstance(f, Mapping)}
-    return {f.fingerprint for f in findings_of(result.check, result.verdict, result.message.to_dict(), result.evidence)}
+    return {f.fingerprint for f in result.findings()}
 
 
 def _diff(before: Json, after: Json, path: str = "") -> Iterator[str]:

@@ -22,6 +22,7 @@ gets the verdict a serial run gives it; the ``thorough`` profile is meant to be 
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -54,6 +55,7 @@ class _Session:
     def __init__(self, config: pytest.Config) -> None:
         from headaudit.cli import plan_check
         from headaudit.errors import HeadAuditError
+        from headaudit.guard import recorded_results
 
         argv: list[str] = []
         for name in _OPTIONS:
@@ -64,6 +66,7 @@ class _Session:
             self.plan: CheckPlan = plan_check(argv)
         except HeadAuditError as exc:
             raise pytest.UsageError(f"headaudit: {exc}") from None
+        self._raw = recorded_results(self.plan.raw)
         self._ready: Prepared | None = None
 
     @property
@@ -74,15 +77,10 @@ class _Session:
             self._ready = prepare(self.plan.args, self.plan.checks)
         return self._ready
 
-    def recorded(self, role: str, check: str) -> tuple[Result | None, dict[str, Any] | None]:
-        plan = self.plan
-        if plan.expected is None:
+    def recorded(self, role: str, check: str) -> tuple[Result | None, Mapping[str, Any] | None]:
+        if self.plan.expected is None:
             return None, None
-        raw = next(
-            (r for r in (plan.raw or {}).get("results", []) if (r.get("subject"), r.get("check")) == (role, check)),
-            None,
-        )
-        return plan.expected.result(check, role), raw
+        return self.plan.expected.result(check, role), self._raw.get((role, check))
 
 
 class HeadauditRegression(Exception):

@@ -119,6 +119,7 @@ class _Runner:
         self.checks = list(checks)
         self.seed, self.profile, self.timeout = seed, profile, timeout
         self.original = load_subject(str(path), "candidate", timeout=timeout)
+        self.shown = self.original.display  # how sentences show the file a mutant stands for
         self._results: dict[str, Result] = {}
 
     def on_original(self, check: Check[Any]) -> Result:
@@ -143,8 +144,7 @@ def _kill(runner: _Runner, mutant: Mutant) -> Kill:
     base = (mutant.id, mutant.part, mutant.description)
     with tempfile.TemporaryDirectory(prefix="headaudit-mutant-") as folder:
         # the mutant's temporary path, as sentences show it, reads as the file it mutates
-        shown = runner.original.info("candidate").path
-        here = str(Path(folder) / runner.path.name)
+        shown, here = runner.shown, str(Path(folder) / runner.path.name)
         try:
             subject = runner.load(apply(mutant, runner.source), folder)
         except SubjectError as exc:
