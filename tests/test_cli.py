@@ -162,6 +162,8 @@ def test_non_editable_install_finds_bundled_references(tmp_path: Path) -> None:
     (wheel,) = wheels.glob("headaudit-*.whl")
     names = zipfile.ZipFile(wheel).namelist()
     assert {"headaudit/reference/head.py", "headaudit/reference/head_optimal.py"} <= set(names)
+    packages = {str(p.relative_to(ROOT)) for p in (ROOT / "headaudit").rglob("__init__.py")}
+    assert packages <= set(names), f"packages missing from the wheel: {sorted(packages - set(names))}"
     target = tmp_path / "site"
     zipfile.ZipFile(wheel).extractall(target)
     elsewhere = tmp_path / "elsewhere"
