@@ -17,7 +17,7 @@ import pytest
 from headaudit.checks import REGISTRY
 from headaudit.config import find_config
 from headaudit.errors import ConfigError
-from headaudit.names import NameMap, parse_map
+from headaudit.names import NameMap, missing_parameter, parse_map
 from tests.conftest import ROLES, LoadSubject, RunCheck
 
 _LABELS, _TARGETS = "targets_param:LabelsHead", "targets_param:TargetsHead"
@@ -37,6 +37,14 @@ def test_a_parameter_maps_by_its_bare_name_or_as_forward_dot_name(tmp_path: Path
         parse_map(["forward.labels=proto_manager.targets"])
     (tmp_path / "pyproject.toml").write_text('[tool.headaudit.map]\n"forward.labels" = "targets"\n')
     assert find_config(tmp_path).maps == _MAP
+
+
+def test_the_suggestion_is_the_likest_name_else_the_one_in_the_labels_place() -> None:
+    assert missing_parameter("labels", ["pool_img_features", "img_features", "label"]) == "forward.label"
+    assert missing_parameter("labels", ["pool_img_features", "img_features", "y", "mask"]) == "forward.y"
+    assert missing_parameter("labels", ["pool_img_features", "img_features"]) is None  # nothing in its place
+    assert missing_parameter("labels", ["x", "y", "pool_img_features"]) is None  # another of its parameters
+    assert missing_parameter("tgt", ["pool_img_features", "img_features", "y"], canonical="labels") == "forward.y"
 
 
 def test_the_checks_that_pass_labels_by_keyword_declare_them() -> None:
