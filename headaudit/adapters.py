@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 
 from headaudit.context import Context, NameMissing
-from headaudit.names import NameMap, walk
+from headaudit.names import NameMap, labels_keyword, walk
 from headaudit.sandbox import SubjectRaised, call_subject
 
 __all__ = [
@@ -246,17 +246,20 @@ def proto_loss_keys(head: Head, names: NameMap) -> set[str] | None:
 
 
 def forward_loss_keys(head: Head, names: NameMap, img_feat_dim: int) -> set[str] | None:
-    """The keys of the loss dict a training ``forward`` with labels returns (None: no dict)."""
+    """The keys of the loss dict a training ``forward`` with labels returns (None: no dict, or
+    a forward that takes no labels parameter by the mapped name: ``forward.labels`` says so)."""
     head = copy.deepcopy(head)
     inputs = _probe_inputs(head, names)
-    if inputs is None:
+    found, forward, _ = walk(head, names.apply("forward"))
+    keyword = labels_keyword(forward, names) if found else "labels"
+    if inputs is None or keyword is None:
         return None
     labels = inputs[2]
     gen = torch.Generator().manual_seed(1)
     pool = torch.randn(labels.numel(), 4, img_feat_dim, generator=gen)
     img = torch.randn(labels.numel(), img_feat_dim, generator=gen)
     head.train(True)
-    out = call_subject("forward", head, pool, img, labels=labels)
+    out = call_subject("forward", head, pool, img, **{keyword: labels})
     if isinstance(out, tuple) and len(out) >= 3 and isinstance(out[2], Mapping):
         return set(out[2])
     return None

@@ -58,6 +58,7 @@ name maps:
   --map CANONICAL=THEIRS tells the audit what your copy calls a part, e.g.
   --map proto_manager.momentum_update=proto_manager.momentum_update_fixed
   --map 'proto_loss_fn[contrastive_loss]=proto_loss_fn[con_loss]'
+  --map forward.labels=targets   (forward's labels parameter under another name)
   The same pairs may sit in pyproject.toml (nearest one up from the working directory):
   [tool.headaudit.map]
   "proto_manager.momentum_update" = "proto_manager.momentum_update_fixed"
@@ -133,9 +134,7 @@ def _parser() -> argparse.ArgumentParser:
     report.add_argument("--seed", type=_seed, default=None, help="seed for torch and Hypothesis (default 0)")
     report.add_argument("--profile", choices=_PROFILES, default=None, help=_PROFILE_HELP)
     report.add_argument("--only", metavar="ID[,ID]", help="run only these check ids (see `headaudit list`)")
-    report.add_argument(
-        "--map", action="append", default=[], metavar="CANONICAL=THEIRS", help="name a renamed part (repeatable)"
-    )
+    report.add_argument("--map", action="append", default=[], metavar="CANONICAL=THEIRS", help=_MAP_HELP)
     report.add_argument(
         "--timeout", type=_timeout, default=None, metavar="SECONDS", help="time budget per check and subject (120)"
     )
@@ -163,9 +162,7 @@ def _parser() -> argparse.ArgumentParser:
     bench.add_argument("--lang", choices=("en", "zh"), default=None, help="section language (default en)")
     bench.add_argument("--seed", type=_seed, default=None, help="seed of the inputs and the heads (default 0)")
     bench.add_argument("--profile", choices=_PROFILES, default=None, help=_PROFILE_HELP)
-    bench.add_argument(
-        "--map", action="append", default=[], metavar="CANONICAL=THEIRS", help="name a renamed part (repeatable)"
-    )
+    bench.add_argument("--map", action="append", default=[], metavar="CANONICAL=THEIRS", help=_MAP_HELP)
     bench.add_argument(
         "--timeout",
         type=_timeout,
@@ -219,9 +216,7 @@ def _add_check_parser(sub: Any) -> None:
     check.add_argument("--wrapper", metavar="PATH[:CLASS]", help="the training wrapper (default: as recorded)")
     check.add_argument("--seed", type=_seed, default=None, help="seed (default: the recorded run's)")
     check.add_argument("--profile", choices=_PROFILES, default=None, help=_PROFILE_HELP)
-    check.add_argument(
-        "--map", action="append", default=[], metavar="CANONICAL=THEIRS", help="name a renamed part (repeatable)"
-    )
+    check.add_argument("--map", action="append", default=[], metavar="CANONICAL=THEIRS", help=_MAP_HELP)
     check.add_argument("--timeout", type=_timeout, default=None, metavar="SECONDS", help="time budget per check")
     check.add_argument(
         "--only",
@@ -235,6 +230,7 @@ def _add_check_parser(sub: Any) -> None:
 
 
 _PROFILES = ("ci", "dev", "thorough")
+_MAP_HELP = "name a renamed part or forward parameter (repeatable), e.g. forward.labels=targets"
 _PROFILE_HELP = "Hypothesis profile (default: HYPOTHESIS_PROFILE, then `profile` in [tool.headaudit], then ci)"
 
 _CONTROL_HELP = (

@@ -4,7 +4,8 @@ A check reaches the subject only through a :class:`Context`:
 
 - :meth:`Context.get` follows a canonical attribute path (after the user's maps) and
   refuses names the check did not declare, so the declaration is complete by
-  construction; :meth:`Context.key` does the same for loss-dict keys;
+  construction; :meth:`Context.key` does the same for loss-dict keys, and :meth:`Context.parameter`
+  gives the subject's name of a forward parameter (``forward.labels``);
 - :meth:`Context.build` builds a head, trying other head counts when the constructor
   raises for one, and verifies that the settings the check relies on took effect;
 - :meth:`Context.from_module` reads a declared module-level name of the subject's file
@@ -34,7 +35,7 @@ from hypothesis.stateful import RuleBasedStateMachine, run_state_machine_as_test
 from headaudit.build import Built, construct
 from headaudit.errors import CheckDefinitionError
 from headaudit.model import SearchStats
-from headaudit.names import closest, split_key, split_module, walk
+from headaudit.names import closest, split_key, split_module, split_parameter, walk
 from headaudit.profiles import Profile, scaled
 from headaudit.sandbox import SubjectRaised
 from headaudit.subjects import Subject
@@ -132,6 +133,15 @@ class Context:
 
             raise NameMissing(name, actual, missing_key(source_key[0], source_key[1], terms))
         return terms[source_key[1]]
+
+    def parameter(self, name: str) -> str:
+        """The subject's name of the declared forward parameter ``name`` (``"targets"`` for
+        ``"forward.labels"`` mapped so), to pass it by keyword: ``head(pool, img, **{p: y})``."""
+        actual = self._actual(name)
+        param = split_parameter(actual)
+        if param is None:
+            raise CheckDefinitionError(f"{name!r} is not a forward.parameter name")
+        return param
 
     def from_module(self, name: str) -> Any:
         """The subject file's module-level object for the declared ``module:Name``."""

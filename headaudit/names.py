@@ -9,6 +9,10 @@ A check declares every name it reads or calls on a head as a string:
 - ``"module:Head"``: a module-level name of the subject's file (a class, a function), for
   checks that use more of the file than its head class (the compatibility ``Head`` beside
   ``HeadOptimal``);
+- ``"forward.labels"``: a parameter of the head's ``forward``, for checks that pass it by
+  keyword (BEHAVIOR.md's ``forward(pool_img_features, img_features, labels=None)``). It is
+  present when ``forward``'s signature names it (or takes ``**kwargs``); checks call with
+  the subject's own name (:meth:`headaudit.context.Context.parameter`);
 - ``"a|b"``: alternatives, one of which must exist (the two files spell some names
   differently: ``proto_manager.expand_prototype|proto_manager.expand_prototypes``);
 - ``"?name"``: optional; the check uses it where present and says so where not.
@@ -16,7 +20,7 @@ A check declares every name it reads or calls on a head as a string:
 Users whose copies renamed a part map canonical names to theirs
 (``--map proto_manager.momentum_update=proto_manager.momentum_update_fixed``, or a
 ``[tool.headaudit.map]`` table in ``pyproject.toml``; ``module:Head=module:LegacyHead`` for
-a module-level name). A map applies to the longest
+a module-level name; ``forward.labels=targets`` for a parameter). A map applies to the longest
 matching prefix of dotted segments, so ``proto_manager=prototypes`` moves every name
 under it. A name that is missing after mapping gives ``n/a`` naming it, with the closest
 existing name as a suggestion.
@@ -25,22 +29,28 @@ existing name as a suggestion.
 from __future__ import annotations
 
 import difflib
+import inspect
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from headaudit.errors import CheckDefinitionError, ConfigError
 
 __all__ = [
+    "FORWARD_PARAMETERS",
     "KEY_SOURCES",
     "Missing",
     "NameMap",
     "Need",
     "closest",
+    "forward_parameters",
+    "labels_keyword",
+    "missing_parameter",
     "parse_map",
     "parse_needs",
     "split_module",
+    "split_parameter",
     "walk",
 ]
 
@@ -52,6 +62,13 @@ _SEGMENT = r"[A-Za-z_][A-Za-z0-9_]*"
 _ATTR = re.compile(rf"^{_SEGMENT}(\.{_SEGMENT})*$")
 _KEY = re.compile(rf"^({_SEGMENT})\[([A-Za-z0-9_.-]+)\]$")
 _MODULE = re.compile(rf"^module:({_SEGMENT})$")
+#: A parameter of the head's forward: ``forward.labels`` (``forward`` is a method, so no
+#: attribute path goes through it).
+_PARAMETER = re.compile(rf"^forward\.({_SEGMENT})$")
+
+#: The parameters of the head's ``forward`` in BEHAVIOR.md, in order: where a subject lacks
+#: one by name, its parameter in the same place is the suggestion.
+FORWARD_PARAMETERS = ("pool_img_features", "img_features", "labels")
 
 
 def _valid_name(name: str) -> bool:
@@ -62,7 +79,11 @@ def _valid_name(name: str) -> bool:
 
 
 def _kind(name: str) -> str:
-    return "key" if _KEY.match(name) else "module" if _MODULE.match(name) else "attribute"
+    if _KEY.match(name):
+        return "key"
+    if _MODULE.match(name):
+        return "module"
+    return "parameter" if _PARAMETER.match(name) else "attribute"
 
 
 @dataclass(frozen=True)
@@ -87,7 +108,7 @@ def parse_needs(check_id: str, specs: Iterable[str]) -> tuple[Need, ...]:
             if not _valid_name(name):
                 raise CheckDefinitionError(
                     f"check {check_id!r}: need {spec!r} is not 'a.b', 'source[key]' (source in {KEY_SOURCES}), "
-                    "'module:Name', 'a|b' or '?a'"
+                    "'module:Name', 'forward.parameter', 'a|b' or '?a'"
                 )
         needs.append(Need(alternatives, optional))
     return tuple(needs)
@@ -97,6 +118,47 @@ def split_key(name: str) -> tuple[str, str] | None:
     """``("proto_loss_fn", "cluster_loss")`` for ``"proto_loss_fn[cluster_loss]"``, else None."""
     match = _KEY.match(name)
     return (match.group(1), match.group(2)) if match else None
+
+
+def split_parameter(name: str) -> str | None:
+    """``"labels"`` for ``"forward.labels"`` (a parameter of the head's forward), else None."""
+    match = _PARAMETER.match(name)
+    return match.group(1) if match else None
+
+
+def forward_parameters(forward: Any) -> tuple[tuple[str, ...], bool] | None:
+    """``(names that can be passed by keyword, in order; whether it takes **kwargs)`` of a
+    callable's signature, or None when it has none that can be read."""
+    try:
+        params = inspect.signature(forward).parameters.values()
+    except (TypeError, ValueError):
+        return None
+    named = tuple(p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY))
+    return named, any(p.kind is p.VAR_KEYWORD for p in params)
+
+
+def missing_parameter(looked_for: str, present: Sequence[str], canonical: str | None = None) -> str | None:
+    """The subject's ``forward.<name>`` nearest a parameter ``looked_for`` that its forward
+    lacks (``present`` are the names it has, in order): the most alike by spelling, else the
+    one in the place BEHAVIOR.md gives the ``canonical`` parameter (``targets`` where
+    ``labels`` should be), unless that one is another of BEHAVIOR.md's parameters."""
+    near = closest(looked_for, present)
+    canonical = canonical or looked_for
+    if near is None and canonical in FORWARD_PARAMETERS:
+        place = FORWARD_PARAMETERS.index(canonical)
+        if place < len(present) and present[place] not in FORWARD_PARAMETERS:
+            near = present[place]
+    return f"forward.{near}" if near else None
+
+
+def labels_keyword(forward: Any, names: NameMap) -> str | None:
+    """The keyword ``forward`` takes the labels by (``forward.labels`` after the maps), or None
+    when its signature names no such parameter and takes no ``**kwargs``."""
+    keyword = split_parameter(names.apply("forward.labels")) or "labels"
+    signature = forward_parameters(forward)
+    if signature is None or keyword in signature[0] or signature[1]:
+        return keyword  # an unreadable signature is called as BEHAVIOR.md says
+    return None
 
 
 def split_module(name: str) -> str | None:
@@ -112,8 +174,9 @@ class NameMap:
     entries: tuple[tuple[str, str], ...] = ()
 
     def apply(self, name: str) -> str:
-        """The subject's name for a canonical attribute path or ``source[key]`` name."""
-        if _kind(name) != "attribute":  # keys and module-level names map exactly
+        """The subject's name for a canonical attribute path, ``source[key]``, ``module:Name``
+        or ``forward.parameter`` name."""
+        if _kind(name) != "attribute":  # keys, module-level names and parameters map exactly
             return dict(self.entries).get(name, name)
         parts = name.split(".")
         mapping = {k: v for k, v in self.entries if _kind(k) == "attribute"}
@@ -133,15 +196,19 @@ def parse_map(items: Iterable[str], origin: str = "--map") -> tuple[tuple[str, s
     for item in items:
         canonical, sep, theirs = item.partition("=")
         canonical, theirs = canonical.strip(), theirs.strip()
+        if _kind(canonical) == "parameter" and re.fullmatch(_SEGMENT, theirs):
+            theirs = f"forward.{theirs}"  # forward.labels=targets names the parameter alone
         if not sep or not _valid_name(canonical) or not _valid_name(theirs):
             raise ConfigError(
-                f"{origin} entry {item!r} is not CANONICAL=THEIRS with dotted, source[key] or module:Name names, e.g. "
-                "proto_manager.momentum_update=proto_manager.momentum_update_fixed"
+                f"{origin} entry {item!r} is not CANONICAL=THEIRS with dotted, source[key], module:Name or "
+                "forward.parameter names, e.g. proto_manager.momentum_update=proto_manager.momentum_update_fixed "
+                "or forward.labels=targets"
             )
         if _kind(canonical) != _kind(theirs):
             raise ConfigError(
                 f"{origin} entry {item!r} maps a {_kind(canonical)} name to a {_kind(theirs)} name; "
-                "map attributes to attributes, source[key] to source[key], module:Name to module:Name"
+                "map attributes to attributes, source[key] to source[key], module:Name to module:Name, "
+                "forward.labels to a parameter name (forward.labels=targets)"
             )
         earlier = next((t for c, t in out if c == canonical), None)
         if earlier is not None and earlier != theirs:

@@ -49,7 +49,10 @@ class Check(Generic[M]):
     ``settings`` the constructor settings it relies on (read back after construction;
     ``?name`` for one it uses where the head accepts it).
     ``search`` marks checks whose verdict comes from a property search, so their
-    detection rate is validated. ``group`` is the report section the check is shown in
+    detection rate is validated. ``runs_head`` is False for a check that reads the head's
+    source only and never calls it (``static.*``): it does not wait on the working-head step
+    (:mod:`headaudit.working`), so a head whose forward raises still gets its verdict.
+    ``group`` is the report section the check is shown in
     when that is not its catalogue section's default (the component contracts are
     catalogue 3 but have their own section: ``"contracts"``). Title and method live in
     the message catalogues as ``<id>.title`` and ``<id>.method``.
@@ -64,6 +67,7 @@ class Check(Generic[M]):
     severity: Severity = "medium"
     search: bool = False
     group: str = ""
+    runs_head: bool = True
     parsed: tuple[Need, ...] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:

@@ -4,6 +4,9 @@ Every (check, subject) pair gets exactly one result:
 
 - every name the check declares is resolved on the subject first (after the user's
   maps); a missing one is ``n/a`` naming it, with the closest existing name;
+- a check that runs the head then waits on the working-head step (:mod:`headaudit.working`,
+  once per subject): a head that cannot train and evaluate is ``error`` for it; a check
+  that reads the source only (``runs_head=False``) never depends on that step;
 - the check runs with the subject's output captured and under the time budget;
 - a setting that did not take effect or a name missing at run time is ``n/a``; an
   exception of the subject (``SystemExit`` included) or the budget running out is
@@ -45,7 +48,17 @@ from headaudit.model import (
     freeze_msg,
     to_evidence,
 )
-from headaudit.names import Missing, NameMap, closest, split_key, split_module, walk
+from headaudit.names import (
+    Missing,
+    NameMap,
+    closest,
+    forward_parameters,
+    missing_parameter,
+    split_key,
+    split_module,
+    split_parameter,
+    walk,
+)
 from headaudit.precision import dtype_name, recording, reduced_dtypes
 from headaudit.profiles import Profile
 from headaudit.registry import Check
@@ -100,6 +113,16 @@ def _find(subject: Subject, name: str) -> tuple[bool, str, str | None]:
             return True, actual, None
         near = closest(attr, [n for n in vars(subject.module) if not n.startswith("_")])
         return False, actual, f"module:{near}" if near else None
+    param = split_parameter(actual)
+    if param is not None:  # a parameter of the head's forward, read from its signature
+        found, forward, _ = walk(subject.probe, subject.names.apply("forward"))
+        signature = forward_parameters(forward) if found else None
+        if signature is None:  # no forward (its own need says so) or one whose signature hides
+            return True, actual, None
+        named, takes_kwargs = signature
+        if param in named or takes_kwargs:
+            return True, actual, None
+        return False, actual, missing_parameter(param, named, split_parameter(name))
     key = split_key(actual)
     if key is None:
         present, _, suggestion = walk(subject.probe, actual)
@@ -178,10 +201,18 @@ def _missing_finding(missing: Sequence[Missing]) -> tuple[Finding, Json]:
     parts = []
     for m in missing:
         mapped = m.looked_for != m.name and "|" not in m.name
-        key = "common.missing_name_mapped" if mapped else "common.missing_name"
-        params: dict[str, Json] = {"name": m.name, "looked_for": m.looked_for}
-        if m.suggestion:
-            parts.append(Msg(f"{key}_suggest", {**params, "suggestion": m.suggestion}))
+        param = split_parameter(m.name)
+        if param is not None:  # named as the forward's parameter, in the words of --map
+            theirs = split_parameter(m.looked_for) or m.looked_for
+            key = "common.missing_param_mapped" if mapped else "common.missing_param"
+            params: dict[str, Json] = {"name": m.name, "param": param, "looked_for": theirs}
+            suggestion = split_parameter(m.suggestion or "") or m.suggestion
+        else:
+            key = "common.missing_name_mapped" if mapped else "common.missing_name"
+            params = {"name": m.name, "looked_for": m.looked_for}
+            suggestion = m.suggestion
+        if suggestion:
+            parts.append(Msg(f"{key}_suggest", {**params, "suggestion": suggestion}))
         else:
             parts.append(Msg(key, params))
     in_file = all(split_module(m.looked_for) for m in missing)  # the file lacks them, not the head
@@ -306,7 +337,7 @@ def _run_guarded(
                     evidence: Json = {"where": exc.where, "exception": exc.detail}
                 else:
                     settings = _settings_finding(check, subject)
-                    broken = _not_working(subject) if not missing else None
+                    broken = _not_working(subject) if not missing and check.runs_head else None
                     if missing:
                         finding, evidence = _missing_finding(missing)
                     elif broken is not None:

@@ -8,8 +8,15 @@ the runner asks :func:`not_working` once per subject: the head is built at its p
 sizes, run forward in training with labels, its total backpropagated, and run in eval
 without labels. If any of that raises, or a trainable tensor is a plain attribute
 (neither an ``nn.Parameter`` nor a registered buffer, so an optimiser never sees it,
-``state_dict`` never saves it and ``.to()`` never moves it), every check is ``error``
-with that reason, in the subject's own words. Missing names still give ``n/a`` first.
+``state_dict`` never saves it and ``.to()`` never moves it), every check that runs the
+head is ``error`` with that reason, in the subject's own words. Missing names still give
+``n/a`` first; checks that only read the source (``static.*``) never wait on this step.
+
+The labels go in under the forward's own name for them (``forward.labels`` after the
+user's maps: ``targets``). A forward with no parameter of that name is not called with
+labels here (passing them in some other place could be the wrong argument and make a
+working head look broken): its training forward runs without them, and the checks that
+need the labels are ``n/a`` naming the parameter.
 
 It costs one small step per subject (milliseconds).
 """
@@ -22,7 +29,7 @@ import torch
 from torch import nn
 
 from headaudit.build import construct
-from headaudit.names import NameMap, walk
+from headaudit.names import NameMap, labels_keyword, walk
 from headaudit.sandbox import SubjectRaised, call_subject
 
 __all__ = ["not_working"]
@@ -75,10 +82,14 @@ def _step(cls: type, sizes: tuple[int, int, int, int], names: NameMap, settings:
     pool = torch.randn(_BATCH, _PATCHES, dim, generator=gen)
     img = torch.randn(_BATCH, dim, generator=gen)
     labels = torch.arange(_BATCH) % num_classes
+    keyword = labels_keyword(forward, names)
     try:
         if isinstance(head, nn.Module):
             head.train(True)
-        out = call_subject("forward (training, with labels)", forward, pool, img, labels=labels)
+        if keyword is None:
+            out = call_subject("forward (training)", forward, pool, img)
+        else:
+            out = call_subject("forward (training, with labels)", forward, pool, img, **{keyword: labels})
         total = out[1] if isinstance(out, (tuple, list)) and len(out) > 1 else out
         if isinstance(total, torch.Tensor) and total.requires_grad:
             call_subject("the training total's backward()", total.sum().backward)

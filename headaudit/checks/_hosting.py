@@ -140,7 +140,8 @@ def head_returns(ctx: Context, classes: Sequence[type]) -> tuple[HeadReturn, ...
         for mode in MODES:
             head = build_head(ctx, cls, train=mode == "train")
             target = None if mode == "eval-no-target" else labels
-            got = call_subject(f"{cls.__name__}.forward", head, patches, global_features, labels=target)
+            labelled = {ctx.parameter("forward.labels"): target}  # the head's own name (after --map)
+            got = call_subject(f"{cls.__name__}.forward", head, patches, global_features, **labelled)
             out.append(HeadReturn(cls.__name__, mode, _count(got), tuple(_mapping_keys(got))))
     return tuple(out)
 

@@ -123,7 +123,7 @@ def _forward_case(ctx: Context, name: str, labels: list[int], per_class: int) ->
     img = torch.randn(len(labels), _EMB, generator=gen)
     base: dict[str, Any] = {"name": name, "batch": len(labels), "counts": counts, "path": "forward"}
     try:
-        out = call_subject("forward", head, pool, img, labels=torch.tensor(labels))
+        out = call_subject("forward", head, pool, img, **{ctx.parameter("forward.labels"): torch.tensor(labels)})
         loss = out[1] if isinstance(out, (tuple, list)) and len(out) > 1 else out
         loss = torch.as_tensor(loss)
         grad_ok = _finite_grad(loss, _params(head))
@@ -247,7 +247,7 @@ CHECKS: tuple[Check[Any], ...] = (
         catalogue=2,
         measure=_measure_small,
         judge=_judge_small,
-        needs=(*LOSS_CALL_NEEDS, _PROTOS, "forward_features"),
+        needs=(*LOSS_CALL_NEEDS, _PROTOS, "forward_features", "forward.labels"),
         settings=("num_prototypes",),
         severity="medium",
     ),

@@ -422,6 +422,10 @@ _IFACE: dict[str, Any] = {"num_classes": 3, "emb_dim": 8, "img_feat_dim": 8, "nu
 _IFACE_BATCH, _IFACE_PATCHES = 4, 5
 
 
+#: The forward's labels parameter (``labels`` in BEHAVIOR.md; ``--map forward.labels=targets``).
+_LABELS = "forward.labels"
+
+
 def interface(ctx: Context) -> dict[str, Any]:
     """The head's interface in a stable, JSON-friendly form, at a fixed small configuration.
 
@@ -443,13 +447,14 @@ def interface(ctx: Context) -> dict[str, Any]:
     pool = torch.randn(_IFACE_BATCH, _IFACE_PATCHES, _IFACE["img_feat_dim"], generator=gen)
     img = torch.randn(_IFACE_BATCH, _IFACE["img_feat_dim"], generator=gen)
     labels = torch.arange(_IFACE_BATCH) % _IFACE["num_classes"]
+    labelled = {ctx.parameter(_LABELS): labels}
     returns: dict[str, Any] = {}
     raw: Any = None
     for mode, train, kwargs in (
         ("eval", False, {}),
-        ("eval_labels", False, {"labels": labels}),
+        ("eval_labels", False, labelled),
         ("train", True, {}),
-        ("train_labels", True, {"labels": labels}),
+        ("train_labels", True, labelled),
     ):
         head.train(train)
         try:
@@ -584,7 +589,7 @@ def _gradient_in(ctx: Context, dtype: torch.dtype, cast: bool = False) -> Gradie
         labels = torch.tensor(_GRAD_LABELS)
 
         def total() -> torch.Tensor:
-            out = call_subject("forward", head, pool, img, labels=labels)
+            out = call_subject("forward", head, pool, img, **{ctx.parameter(_LABELS): labels})
             value = out[1] if isinstance(out, (tuple, list)) and len(out) > 1 else out
             if not isinstance(value, torch.Tensor):
                 raise SubjectRaised("forward", TypeError(f"returned {type(value).__name__} as its total"))
@@ -715,10 +720,11 @@ def _measure_contract(ctx: Context) -> ContractMeasurement:
             raise Refuted(ContractViolation(kind, mode, **base, **extra))
 
         outs: dict[str, Any] = {}
+        labelled = {ctx.parameter(_LABELS): labels}
         for mode, train, kwargs in (
             ("eval", False, {}),
-            ("eval_labels", False, {"labels": labels}),
-            ("train_labels", True, {"labels": labels}),
+            ("eval_labels", False, labelled),
+            ("train_labels", True, labelled),
             ("train", True, {}),
         ):
             head.train(train)
@@ -900,6 +906,7 @@ CHECKS: tuple[Check[Any], ...] = (
         judge=_judge_contract,
         needs=(
             "forward_features",
+            _LABELS,
             "temperature",
             "log_sigma_ce",
             "log_sigma_proto",

@@ -153,7 +153,7 @@ CHECKS: tuple[Check[Any], ...] = (
         catalogue=2,
         measure=_measure,
         judge=_judge,
-        needs=HEAD_CLASS_NEEDS,
+        needs=(*HEAD_CLASS_NEEDS, "forward.labels"),
         severity="high",
     ),
 )

@@ -320,7 +320,9 @@ class BadInputMeasurement:
     cases: tuple[BadInput, ...]
 
 
-def _parameter_names(head: Head) -> tuple[str, str, str]:
+def _parameter_names(head: Head, labels: str) -> tuple[str, str, str]:
+    """The forward's names of its two feature arguments (its first two parameters), and
+    ``labels``: its name of the labels parameter (``forward.labels`` after the maps)."""
     try:
         params = [
             p.name
@@ -329,8 +331,7 @@ def _parameter_names(head: Head) -> tuple[str, str, str]:
         ]
     except (TypeError, ValueError):
         params = []
-    params += ["pool_img_features", "img_features", "labels"][len(params) :]
-    labels = "labels" if "labels" in params else params[2]
+    params += ["pool_img_features", "img_features"][len(params) :]
     return params[0], params[1], labels
 
 
@@ -349,7 +350,7 @@ def _try(case: str, argument: tuple[str, ...], head: Head, *args: Any, **kwargs:
 
 def _measure_bad_input(ctx: Context) -> BadInputMeasurement:
     head = _head(ctx)
-    pool_name, img_name, labels_name = _parameter_names(head)
+    pool_name, img_name, labels_name = _parameter_names(head, ctx.parameter("forward.labels"))
     pool, img = _batch(ctx, 3, 0)
     cases = [
         _try("pool-2d", (pool_name,), head, pool[:, 0], img),
@@ -360,7 +361,7 @@ def _measure_bad_input(ctx: Context) -> BadInputMeasurement:
     cases.append(_try("nan-features", (img_name,), head, pool, nan_img))
     trained = _head(ctx, train=True)
     labels = torch.tensor([0, 1, _CLASSES])
-    cases.insert(2, _try("label-range", (labels_name,), trained, pool, img, labels=labels))
+    cases.insert(2, _try("label-range", (labels_name,), trained, pool, img, **{labels_name: labels}))
     return BadInputMeasurement(tuple(cases))
 
 
@@ -426,6 +427,7 @@ CHECKS: tuple[Check[Any], ...] = (
         catalogue=2,
         measure=_measure_bad_input,
         judge=_judge_bad_input,
+        needs=("forward.labels",),
         severity="low",
     ),
 )

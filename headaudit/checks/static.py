@@ -276,6 +276,7 @@ CHECKS: tuple[Check[Any], ...] = (
         judge=_judge_syncs,
         needs=("forward",),
         severity="medium",
+        runs_head=False,
     ),
     Check(
         id="static.class-loops",
@@ -284,6 +285,7 @@ CHECKS: tuple[Check[Any], ...] = (
         judge=_judge_loops,
         needs=("forward",),
         severity="medium",
+        runs_head=False,
     ),
     Check(
         id="static.data-writes",
@@ -292,5 +294,6 @@ CHECKS: tuple[Check[Any], ...] = (
         judge=_judge_writes,
         needs=("forward",),
         severity="low",
+        runs_head=False,
     ),
 )

@@ -1,7 +1,8 @@
 """A draft that moves its inputs with ``.cuda()``: on a machine without CUDA, forward raises.
 
-Not a working head here: every check is ``error`` with torch's own message (or ``n/a``
-for a name the file lacks), never a pass. On a CUDA machine it is head_optimal.py.
+Not a working head here: every check that runs it is ``error`` with torch's own message
+(or ``n/a`` for a name the file lacks), never a pass; the static checks read its source.
+On a CUDA machine it is head_optimal.py.
 """
 
 from __future__ import annotations

@@ -2,7 +2,8 @@
 
 Not a working head. The checks that never reach its loss (gate, attention, similarities)
 would pass on their own; the audit must not show a pass for a head that cannot train:
-every check is ``error`` with the TypeError, or ``n/a`` for a name the file lacks.
+every check that runs it is ``error`` with the TypeError, or ``n/a`` for a name the file
+lacks (the static checks read the source alone).
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 ``proto_manager.prototypes`` is neither an ``nn.Parameter`` nor a registered buffer: the
 optimiser never sees it, ``state_dict`` never saves it, ``.to()`` never moves it. Not a
-working head: every check is ``error`` naming the attribute, never a pass.
+working head: every check that runs it is ``error`` naming the attribute, never a pass.
 """
 
 from __future__ import annotations
