@@ -81,6 +81,21 @@ def test_class_weights_are_fitted_when_no_method_gives_them() -> None:
         assert shown.mean() == pytest.approx(1.0)
 
 
+def test_per_sample_weights_averaged_over_the_batch() -> None:
+    """``(cross_entropy(reduction="none") * w[labels]).mean()``: not normalised by the weights."""
+
+    def per_sample(z: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return (F.cross_entropy(z, y, reduction="none") * _BALANCED[y]).mean()
+
+    found = _explain(per_sample, _BALANCED.double().numpy())
+    assert found is not None
+    assert (found.kind, found.source, found.reduction) == ("weights", "method", "mean")
+    found = _explain(per_sample)
+    assert found is not None
+    assert (found.kind, found.source, found.reduction) == ("weights", "fitted", "mean")
+    assert found.weights[:4] == pytest.approx([1.0 / 3, 1.0, 1.0, 1.0], rel=1e-4)  # the scale is determined
+
+
 def test_weights_and_smoothing_together_from_the_method() -> None:
     found = _explain(
         lambda z, y: F.cross_entropy(z, y, weight=_BALANCED, label_smoothing=0.05), _BALANCED.double().numpy()
@@ -95,7 +110,7 @@ def test_weights_and_smoothing_together_from_the_method() -> None:
     "wrong",
     [
         lambda z, y: F.cross_entropy(z / 10.0, y),  # the logits before the temperature
-        lambda z, y: F.cross_entropy(z, y) * 1.1,
+        lambda z, y: F.cross_entropy(z, y) * 1.1,  # a scaled cross-entropy is no class weighting
         lambda z, y: F.cross_entropy(z, (y + 1) % CLASSES),  # other labels
         lambda z, y: F.cross_entropy(z, y, reduction="sum") / CLASSES,
     ],

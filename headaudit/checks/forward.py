@@ -548,6 +548,9 @@ class CeExplanation:
     batches: int
     largest_difference: float  # largest |explained - head's| over the batches
     tolerance: float  # the tolerance of the value where that difference was largest
+    # "weighted-mean": divided by the weights' sum, as weight= does; "mean": per-sample
+    # weights averaged over the batch (cross_entropy(reduction="none") * w[labels], mean)
+    reduction: str = "weighted-mean"
 
 
 @dataclass(frozen=True)
@@ -566,28 +569,33 @@ def _log_softmax(logits: np.ndarray) -> np.ndarray:
     return out
 
 
-def _cross_entropy(logits: np.ndarray, labels: np.ndarray, weights: np.ndarray, smoothing: float) -> float:
+def _cross_entropy(
+    logits: np.ndarray, labels: np.ndarray, weights: np.ndarray, smoothing: float, reduction: str = "weighted-mean"
+) -> float:
     """``torch.nn.functional.cross_entropy`` with ``weight`` and ``label_smoothing``, mean reduction.
 
     ``((1 - e) * sum_i w[y_i] * nll_i + e / C * sum_i sum_c w_c * (-log p_ic)) / sum_i w[y_i]``,
-    as torch computes it (the smoothing term normalised by the same weights).
+    as torch computes it (the smoothing term normalised by the same weights). With
+    ``reduction="mean"`` the sum is divided by the batch size instead: per-sample weights
+    averaged over the batch, as ``(cross_entropy(..., reduction="none") * w[labels]).mean()``.
     """
     logp = _log_softmax(logits)
     rows = np.arange(len(labels))
     nll = -logp[rows, labels]
     uniform = -(logp * weights).sum(axis=-1) / logits.shape[-1]
     picked = weights[labels]
-    return float(((1.0 - smoothing) * (picked * nll).sum() + smoothing * uniform.sum()) / picked.sum())
+    total = (1.0 - smoothing) * (picked * nll).sum() + smoothing * uniform.sum()
+    return float(total / (picked.sum() if reduction == "weighted-mean" else len(labels)))
 
 
 def _confirm(
-    probes: Sequence[_CeProbe], labels: np.ndarray, weights: np.ndarray, smoothing: float
+    probes: Sequence[_CeProbe], labels: np.ndarray, weights: np.ndarray, smoothing: float, reduction: str
 ) -> tuple[float, float] | None:
     """(largest difference, its tolerance) when the model reproduces every batch, else None."""
     worst: tuple[float, float] = (-1.0, 0.0)
     ratio = -1.0
     for p in probes:
-        diff = abs(_cross_entropy(p.logits, labels, weights, smoothing) - p.reported)
+        diff = abs(_cross_entropy(p.logits, labels, weights, smoothing, reduction) - p.reported)
         if not diff <= p.tolerance:
             return None
         if diff / p.tolerance > ratio:
@@ -638,30 +646,65 @@ def _fit_weights(probes: Sequence[_CeProbe], labels: np.ndarray, num_classes: in
     return full
 
 
+def _fit_sample_weights(probes: Sequence[_CeProbe], labels: np.ndarray, num_classes: int) -> np.ndarray | None:
+    """Per-class weights ``w`` with ``mean_i w[y_i] * nll_i`` every batch's value, or None.
+
+    Linear in ``w`` and not invariant to its scale: ``sum_c w_c A_kc / B = r_k``, solved by
+    least squares over the batches (more batches than classes present). Weights must be
+    positive; the classes the batch lacks are not determined (left at 1). Equal weights
+    are a scaled cross-entropy, not a class weighting: where one factor on the plain
+    cross-entropy reproduces every batch, None (the data cannot tell the two apart).
+    """
+    present = sorted({int(y) for y in labels})
+    if len(present) < 2 or len(probes) < len(present) + 1:
+        return None
+    rows, values = [], []
+    for p in probes:
+        nll = -_log_softmax(p.logits)[np.arange(len(labels)), labels]
+        rows.append([nll[labels == c].sum() / len(labels) for c in present])
+        values.append(p.reported)
+    a, r = np.array(rows), np.array(values)
+    plain = a.sum(axis=1)
+    scale = float((plain * r).sum() / (plain * plain).sum()) if float((plain * plain).sum()) > 0 else 0.0
+    if _confirm(probes, labels, np.full(num_classes, scale), 0.0, "mean") is not None:
+        return None
+    w, *_ = np.linalg.lstsq(a, r, rcond=None)
+    if not bool(np.isfinite(w).all()) or not bool((w > 0).all()):
+        return None
+    full = np.ones(num_classes)
+    full[present] = w
+    return full
+
+
 def _explain_ce(
     probes: Sequence[_CeProbe], labels: Sequence[int], num_classes: int, method: np.ndarray | None
 ) -> CeExplanation | None:
     """The simplest of label smoothing, the method's class weights (with or without smoothing)
-    and fitted class weights that reproduces every batch; None when none does."""
+    and fitted class weights (averaged as ``weight=`` does, or per sample over the batch)
+    that reproduces every batch; None when none does."""
     y = np.asarray(labels, dtype=np.int64)
     present = {int(c) for c in y}
     first = probes[0]
     plain = _cross_entropy(first.logits, y, np.ones(num_classes), 0.0)
     uniform = np.ones(num_classes)
-    candidates: list[tuple[str, str, np.ndarray, float]] = []
+    mean, weighted = "mean", "weighted-mean"
+    candidates: list[tuple[str, str, np.ndarray, float, str]] = []
     eps = _solve_smoothing(probes, y, uniform)
     if eps is not None:
-        candidates.append(("smoothing", "solved", uniform, eps))
+        candidates.append(("smoothing", "solved", uniform, eps, weighted))
     if method is not None:
-        candidates.append(("weights", "method", method, 0.0))
+        candidates += [("weights", "method", method, 0.0, weighted), ("weights", "method", method, 0.0, mean)]
         eps = _solve_smoothing(probes, y, method)
         if eps is not None:
-            candidates.append(("weights-smoothing", "method", method, eps))
+            candidates.append(("weights-smoothing", "method", method, eps, weighted))
     fitted = _fit_weights(probes, y, num_classes)
     if fitted is not None:
-        candidates.append(("weights", "fitted", fitted, 0.0))
-    for kind, source, weights, smoothing in candidates:
-        confirmed = _confirm(probes, y, weights, smoothing)
+        candidates.append(("weights", "fitted", fitted, 0.0, weighted))
+    fitted = _fit_sample_weights(probes, y, num_classes)
+    if fitted is not None:
+        candidates.append(("weights", "fitted", fitted, 0.0, mean))
+    for kind, source, weights, smoothing, reduction in candidates:
+        confirmed = _confirm(probes, y, weights, smoothing, reduction)
         if confirmed is None:
             continue
         shown = tuple(float(w) if kind == "weights-smoothing" or c in present else None for c, w in enumerate(weights))
@@ -676,6 +719,7 @@ def _explain_ce(
             batches=len(probes),
             largest_difference=confirmed[0],
             tolerance=confirmed[1],
+            reduction=reduction,
         )
     return None
 
@@ -1120,6 +1164,7 @@ def _judge_contract(m: ContractMeasurement) -> Finding:
             "terms": Msg(f"forward.contract.ce-of.{'dict' if m.loss_dict else 'total'}"),
             "weights": [w if w is not None else "-" for w in e.weights],
             "source": Msg(f"forward.contract.ce-source.{e.source}"),
+            "reduction": Msg(f"forward.contract.ce-reduction.{e.reduction}"),
             "smoothing": e.smoothing if e.smoothing is not None else math.nan,
             "labels": list(e.labels),
             "reported": e.reported,
