@@ -12,9 +12,12 @@ on planted ones (invalid slots set to the largest possible cosine), which reach 
 forward through the head's own ``forward_features`` name.
 
 ``forward.contract``: what ``forward`` returns in train and eval (arity, types, shapes,
-finiteness; a zero loss and an empty dict in eval even with labels; cross-entropy of the
-returned logits; the uncertainty-weighted total; the loss dict as the breakdown of the
-total); that the total's gradient is its derivative for every parameter (a refactor that
+finiteness; a zero loss and an empty dict in eval even with labels; the total as the
+uncertainty weighting of the head's own reported ``ce_loss`` and ``proto_loss``; the loss
+dict as the breakdown of the total; the reported ``ce_loss`` against the plain
+cross-entropy of the returned logits, where a difference is explained by measurement,
+class weights or label smoothing, and named (:class:`CeExplanation`), or fails); that the
+total's gradient is its derivative for every parameter (a refactor that
 detaches part of the graph returns the same values and trains less); that the parts
 BEHAVIOR.md makes trainable are parameters and the log sigmas start at 0; and the head's
 interface, recorded as evidence for a regression guard (:func:`interface`).
@@ -511,10 +514,245 @@ class ContractMeasurement:
     largest_ce_difference: float
     gradient: GradientRecord | None = None
     interface: dict[str, Any] = field(default_factory=dict)
+    # Where a ce_loss is not the plain cross-entropy of the returned logits but explained
+    # (None where every one is plain): the first such configuration's explanation, how many
+    # configurations were explained and by which kinds.
+    ce_explained: CeExplanation | None = None
+    ce_explained_cases: int | None = None
+    ce_explained_kinds: tuple[str, ...] | None = None
 
 
 _SIGMAS = ((0.3, -0.4), (-0.7, 0.5), (0.9, 0.1), (-0.2, -1.1))
-_CE, _TOTAL = "forward[ce_loss]", "forward[total_loss]"
+_CE, _TOTAL, _PROTO = "forward[ce_loss]", "forward[total_loss]", "proto_loss_fn[proto_loss]"
+_WEIGHT_FN = "proto_loss_fn._get_class_weight"
+
+
+# --- forward.contract: a ce_loss that is not the plain cross-entropy ------------------
+
+
+@dataclass(frozen=True)
+class CeExplanation:
+    """What makes a head's cross-entropy differ from the plain one of its returned logits.
+
+    Found by measurement on batches with the same labels and other features (the head's
+    weights depend on the labels, never on the features): class weights read from the
+    loss's ``_get_class_weight`` of the batch's class counts (``source="method"``) or
+    solved for from the batches (``"fitted"``), label smoothing solved for from the plain
+    cross-entropy and the uniform term (``"solved"``), or both from the method's weights.
+    Whatever was found is confirmed: it reproduces the head's value on every batch within
+    that value's tolerance.
+    """
+
+    kind: str  # "weights", "smoothing", "weights-smoothing"
+    source: str  # "method", "fitted", "solved"
+    labels: tuple[int, ...]
+    weights: tuple[float | None, ...]  # per class; None for a class the batch lacks (it has no effect)
+    smoothing: float | None
+    reported: float  # the head's cross-entropy on the first batch
+    plain: float  # the plain cross-entropy of its returned logits
+    batches: int
+    largest_difference: float  # largest |explained - head's| over the batches
+    tolerance: float  # the tolerance of the value where that difference was largest
+    # "weighted-mean": divided by the weights' sum, as weight= does; "mean": per-sample
+    # weights averaged over the batch (cross_entropy(reduction="none") * w[labels], mean)
+    reduction: str = "weighted-mean"
+
+
+@dataclass(frozen=True)
+class _CeProbe:
+    """One batch: the returned logits (float64), the head's cross-entropy and its tolerance."""
+
+    logits: np.ndarray
+    reported: float
+    tolerance: float
+
+
+def _log_softmax(logits: np.ndarray) -> np.ndarray:
+    top = logits.max(axis=-1, keepdims=True)
+    shifted = logits - top
+    out: np.ndarray = shifted - np.log(np.exp(shifted).sum(axis=-1, keepdims=True))
+    return out
+
+
+def _cross_entropy(
+    logits: np.ndarray, labels: np.ndarray, weights: np.ndarray, smoothing: float, reduction: str = "weighted-mean"
+) -> float:
+    """``torch.nn.functional.cross_entropy`` with ``weight`` and ``label_smoothing``, mean reduction.
+
+    ``((1 - e) * sum_i w[y_i] * nll_i + e / C * sum_i sum_c w_c * (-log p_ic)) / sum_i w[y_i]``,
+    as torch computes it (the smoothing term normalised by the same weights). With
+    ``reduction="mean"`` the sum is divided by the batch size instead: per-sample weights
+    averaged over the batch, as ``(cross_entropy(..., reduction="none") * w[labels]).mean()``.
+    """
+    logp = _log_softmax(logits)
+    rows = np.arange(len(labels))
+    nll = -logp[rows, labels]
+    uniform = -(logp * weights).sum(axis=-1) / logits.shape[-1]
+    picked = weights[labels]
+    total = (1.0 - smoothing) * (picked * nll).sum() + smoothing * uniform.sum()
+    return float(total / (picked.sum() if reduction == "weighted-mean" else len(labels)))
+
+
+def _confirm(
+    probes: Sequence[_CeProbe], labels: np.ndarray, weights: np.ndarray, smoothing: float, reduction: str
+) -> tuple[float, float] | None:
+    """(largest difference, its tolerance) when the model reproduces every batch, else None."""
+    worst: tuple[float, float] = (-1.0, 0.0)
+    ratio = -1.0
+    for p in probes:
+        diff = abs(_cross_entropy(p.logits, labels, weights, smoothing, reduction) - p.reported)
+        if not diff <= p.tolerance:
+            return None
+        if diff / p.tolerance > ratio:
+            ratio, worst = diff / p.tolerance, (diff, p.tolerance)
+    return worst
+
+
+def _solve_smoothing(probes: Sequence[_CeProbe], labels: np.ndarray, weights: np.ndarray) -> float | None:
+    """The label smoothing that best reproduces the batches with these weights (least squares).
+
+    The head's value is linear in the smoothing ``e``: ``a + e * (b - a)``, with ``a`` the
+    weighted cross-entropy and ``b`` its uniform term. None unless ``0 < e < 1``.
+    """
+    a = np.array([_cross_entropy(p.logits, labels, weights, 0.0) for p in probes])
+    b = np.array([_cross_entropy(p.logits, labels, weights, 1.0) for p in probes])
+    r = np.array([p.reported for p in probes])
+    d = b - a
+    if not float((d * d).sum()) > 0.0:
+        return None
+    eps = float((d * (r - a)).sum() / (d * d).sum())
+    return eps if 0.0 < eps < 1.0 else None
+
+
+def _fit_weights(probes: Sequence[_CeProbe], labels: np.ndarray, num_classes: int) -> np.ndarray | None:
+    """Per-class weights that make the weighted cross-entropy every batch's value, or None.
+
+    With ``A_kc`` the summed negative log-likelihood of class ``c``'s samples in batch ``k``,
+    ``n_c`` its count and ``r_k`` the head's value, weights ``w`` satisfy
+    ``sum_c w_c (A_kc - r_k n_c) = 0`` in every batch: ``w`` spans the null space of that
+    matrix (its last right singular vector), up to scale. Weights must be positive; only
+    the classes present are determined (the others have no effect). Normalised to mean 1.
+    """
+    present = sorted({int(y) for y in labels})
+    if len(present) < 2 or len(probes) < len(present) + 1:
+        return None
+    counts = np.array([float((labels == c).sum()) for c in present])
+    rows = []
+    for p in probes:
+        nll = -_log_softmax(p.logits)[np.arange(len(labels)), labels]
+        sums = np.array([nll[labels == c].sum() for c in present])
+        rows.append((sums - p.reported * counts) / len(labels))
+    _, _, vt = np.linalg.svd(np.array(rows))
+    w = vt[-1] * (1.0 if vt[-1].sum() >= 0 else -1.0)
+    if not bool((w > 0).all()):
+        return None
+    full = np.ones(num_classes)
+    full[present] = w / w.mean()
+    return full
+
+
+def _fit_sample_weights(probes: Sequence[_CeProbe], labels: np.ndarray, num_classes: int) -> np.ndarray | None:
+    """Per-class weights ``w`` with ``mean_i w[y_i] * nll_i`` every batch's value, or None.
+
+    Linear in ``w`` and not invariant to its scale: ``sum_c w_c A_kc / B = r_k``, solved by
+    least squares over the batches (more batches than classes present). Weights must be
+    positive; the classes the batch lacks are not determined (left at 1). Equal weights
+    are a scaled cross-entropy, not a class weighting: where one factor on the plain
+    cross-entropy reproduces every batch, None (the data cannot tell the two apart).
+    """
+    present = sorted({int(y) for y in labels})
+    if len(present) < 2 or len(probes) < len(present) + 1:
+        return None
+    rows, values = [], []
+    for p in probes:
+        nll = -_log_softmax(p.logits)[np.arange(len(labels)), labels]
+        rows.append([nll[labels == c].sum() / len(labels) for c in present])
+        values.append(p.reported)
+    a, r = np.array(rows), np.array(values)
+    plain = a.sum(axis=1)
+    scale = float((plain * r).sum() / (plain * plain).sum()) if float((plain * plain).sum()) > 0 else 0.0
+    if _confirm(probes, labels, np.full(num_classes, scale), 0.0, "mean") is not None:
+        return None
+    w, *_ = np.linalg.lstsq(a, r, rcond=None)
+    if not bool(np.isfinite(w).all()) or not bool((w > 0).all()):
+        return None
+    full = np.ones(num_classes)
+    full[present] = w
+    return full
+
+
+def _explain_ce(
+    probes: Sequence[_CeProbe], labels: Sequence[int], num_classes: int, method: np.ndarray | None
+) -> CeExplanation | None:
+    """The simplest of label smoothing, the method's class weights (with or without smoothing)
+    and fitted class weights (averaged as ``weight=`` does, or per sample over the batch)
+    that reproduces every batch; None when none does."""
+    y = np.asarray(labels, dtype=np.int64)
+    present = {int(c) for c in y}
+    first = probes[0]
+    plain = _cross_entropy(first.logits, y, np.ones(num_classes), 0.0)
+    uniform = np.ones(num_classes)
+    mean, weighted = "mean", "weighted-mean"
+    candidates: list[tuple[str, str, np.ndarray, float, str]] = []
+    eps = _solve_smoothing(probes, y, uniform)
+    if eps is not None:
+        candidates.append(("smoothing", "solved", uniform, eps, weighted))
+    if method is not None:
+        candidates += [("weights", "method", method, 0.0, weighted), ("weights", "method", method, 0.0, mean)]
+        eps = _solve_smoothing(probes, y, method)
+        if eps is not None:
+            candidates.append(("weights-smoothing", "method", method, eps, weighted))
+    fitted = _fit_weights(probes, y, num_classes)
+    if fitted is not None:
+        candidates.append(("weights", "fitted", fitted, 0.0, weighted))
+    fitted = _fit_sample_weights(probes, y, num_classes)
+    if fitted is not None:
+        candidates.append(("weights", "fitted", fitted, 0.0, mean))
+    for kind, source, weights, smoothing, reduction in candidates:
+        confirmed = _confirm(probes, y, weights, smoothing, reduction)
+        if confirmed is None:
+            continue
+        shown = tuple(float(w) if kind == "weights-smoothing" or c in present else None for c, w in enumerate(weights))
+        return CeExplanation(
+            kind=kind,
+            source=source,
+            labels=tuple(int(c) for c in y),
+            weights=shown if kind != "smoothing" else (),
+            smoothing=smoothing if kind != "weights" else None,
+            reported=first.reported,
+            plain=plain,
+            batches=len(probes),
+            largest_difference=confirmed[0],
+            tolerance=confirmed[1],
+            reduction=reduction,
+        )
+    return None
+
+
+def _method_weights(ctx: Context, head: Head, labels: torch.Tensor, num_classes: int, dtype: torch.dtype) -> Any:
+    """The loss's ``_get_class_weight`` of the batch's class counts (or of its labels), or None.
+
+    A helper that does not exist, raises for both arguments, or returns anything but one
+    finite weight per class, positive for every class present, gives None: the weights
+    are then fitted instead.
+    """
+    if not ctx.has(_WEIGHT_FN):
+        return None
+    weigh = ctx.get(head, _WEIGHT_FN)
+    counts = torch.bincount(labels, minlength=num_classes).to(dtype)
+    for argument in (counts, labels):
+        try:
+            with torch.no_grad():
+                raw = call_subject(_WEIGHT_FN, weigh, argument)
+        except SubjectRaised:
+            continue
+        if not isinstance(raw, torch.Tensor) or raw.numel() != num_classes:
+            continue
+        values = arr(raw).reshape(-1)
+        present = sorted(set(labels.tolist()))
+        if bool(np.isfinite(values).all()) and bool((values[present] > 0).all()):
+            return values
+    return None
 
 
 @dataclass(frozen=True)
@@ -701,7 +939,7 @@ def _dict_key(ctx: Context, name: str) -> str:
 
 
 def _measure_contract(ctx: Context) -> ContractMeasurement:
-    seen: dict[str, Any] = {"cases": 0, "arity": None, "dict": False, "total": 0.0, "ce": 0.0}
+    seen: dict[str, Any] = {"cases": 0, "arity": None, "dict": False, "total": 0.0, "ce": 0.0, "explained": []}
 
     def prop(case: tuple[Layout, Sequence[int], int, int]) -> None:
         asked, label_codes, sigma_index, salt = case
@@ -761,7 +999,8 @@ def _measure_contract(ctx: Context) -> ContractMeasurement:
                 third = outs[mode][2]
                 detail = ", ".join(map(str, third)) if isinstance(third, Mapping) else type(third).__name__
                 fail("nonempty-dict", mode, detail=detail)
-        # Training with labels: cross-entropy, the uncertainty-weighted total, the loss dict.
+        # Training with labels: the uncertainty-weighted total of the head's own terms, the
+        # loss dict, and its cross-entropy against the plain one of the returned logits.
         out = outs["train_labels"]
         total = out[1]
         if not isinstance(total, torch.Tensor) or total.numel() != 1 or not bool(torch.isfinite(total).all()):
@@ -773,15 +1012,11 @@ def _measure_contract(ctx: Context) -> ContractMeasurement:
         head.train(True)
         sims = _forward_features(ctx, head, pool, img)[0]
         terms = loss_terms(ctx, head, ctx.get(head, "proto_manager.prototypes"), sims, labels)
-        proto = float(ctx.key(terms, "proto_loss_fn[proto_loss]"))
-        expected = math.exp(-s_ce) * ce + s_ce + math.exp(-s_p) * proto + s_p
+        proto = float(ctx.key(terms, _PROTO))
         measured = float(total.detach())
         # the expected total is computed from the returned logits: their rounding bounds it too
         precision = coarsest(total.dtype, out[0].dtype if isinstance(out[0], torch.Tensor) else total.dtype)
-        tol = tolerance(precision, max(abs(expected), float(np.abs(train_logits).max())), _ULPS)
-        seen["total"] = max(seen["total"], abs(measured - expected))
-        if not abs(measured - expected) <= tol:
-            fail("total", "train_labels", measured=measured, expected=expected, tolerance=tol, ce=ce, proto_loss=proto)
+        weigh_ce, weigh_p = math.exp(-s_ce), math.exp(-s_p)
         if arities["train_labels"] >= 3:
             seen["dict"] = True
             breakdown = out[2]
@@ -791,14 +1026,82 @@ def _measure_contract(ctx: Context) -> ContractMeasurement:
             missing = [k for k in (ce_key, total_key, *terms) if k not in breakdown]
             if missing:
                 fail("dict-keys", "train_labels", detail=", ".join(missing))
-            checks = [(ce_key, ce), (total_key, measured)] + [(k, float(v)) for k, v in terms.items()]
+            # The total against the head's own reported terms: a mismatch here is the total's.
+            own_ce, own_proto = term_value(breakdown[ce_key]), term_value(ctx.key(breakdown, _PROTO))
+            for key, value in ((ce_key, own_ce), (_dict_key(ctx, _PROTO), own_proto)):
+                if not math.isfinite(value):  # not a finite number: the dict is wrong, not the total
+                    fail(
+                        "dict-value",
+                        "train_labels",
+                        detail=key,
+                        measured=value,
+                        expected=ce if key == ce_key else proto,
+                    )
+            expected = weigh_ce * own_ce + s_ce + weigh_p * own_proto + s_p
+            tol = tolerance(precision, max(abs(expected), float(np.abs(train_logits).max())), _ULPS)
+            seen["total"] = max(seen["total"], abs(measured - expected))
+            if not abs(measured - expected) <= tol:
+                fail(
+                    "total-own",
+                    "train_labels",
+                    measured=measured,
+                    expected=expected,
+                    tolerance=tol,
+                    ce=own_ce,
+                    proto_loss=own_proto,
+                )
+            checks = [(total_key, measured)] + [(k, float(v)) for k, v in terms.items()]
             for key, value in checks:
                 got = term_value(breakdown[key])  # a plain 0.0 is a value, as in the originals
                 tol = tolerance(precision, max(abs(value), float(np.abs(train_logits).max())), _ULPS)
-                if key == ce_key:
-                    seen["ce"] = max(seen["ce"], abs(got - value))
                 if not abs(got - value) <= tol:
                     fail("dict-value", "train_labels", detail=key, measured=got, expected=value, tolerance=tol)
+            reported = own_ce
+            ce_tol = tolerance(precision, max(abs(ce), float(np.abs(train_logits).max())), _ULPS)
+        else:
+            # No breakdown: the cross-entropy the total implies, given proto_loss_fn's proto_loss.
+            expected = weigh_ce * ce + s_ce + weigh_p * proto + s_p
+            tol = tolerance(precision, max(abs(expected), float(np.abs(train_logits).max())), _ULPS)
+            if abs(measured - expected) <= tol:
+                seen["total"] = max(seen["total"], abs(measured - expected))
+            reported = (measured - s_ce - weigh_p * proto - s_p) / weigh_ce
+            ce_tol = tol / weigh_ce
+        if abs(reported - ce) <= ce_tol:
+            seen["ce"] = max(seen["ce"], abs(reported - ce))
+            return
+
+        def probe(k: int) -> _CeProbe:
+            """Batch ``k`` of the explanation: the same labels, other features (0: this one)."""
+            if k == 0:
+                return _CeProbe(train_logits, reported, ce_tol)
+            pool_k, img_k = features(ctx, salt + 1_000 * k, batch, 3, 8)
+            head.train(True)
+            got = call_subject("forward", head, pool_k, img_k, labels=labels)
+            if not isinstance(got, (tuple, list)) or len(got) != arities["train_labels"]:
+                return _CeProbe(train_logits, math.nan, ce_tol)  # explains nothing
+            logits_k = arr(got[0])
+            magnitude = float(np.abs(logits_k).max())
+            if arities["train_labels"] >= 3:
+                dict_k = got[2]
+                value = term_value(dict_k.get(_dict_key(ctx, _CE))) if isinstance(dict_k, Mapping) else math.nan
+                return _CeProbe(logits_k, value, tolerance(precision, max(abs(value), magnitude), _ULPS))
+            sims_k = _forward_features(ctx, head, pool_k, img_k)[0]
+            terms_k = loss_terms(ctx, head, ctx.get(head, "proto_manager.prototypes"), sims_k, labels)
+            proto_k = float(ctx.key(terms_k, _PROTO))
+            total_k = term_value(got[1])
+            value = (total_k - s_ce - weigh_p * proto_k - s_p) / weigh_ce
+            scale = max(abs(total_k), magnitude)
+            return _CeProbe(logits_k, value, tolerance(precision, scale, _ULPS) / weigh_ce)
+
+        present = len(set(labels.tolist()))
+        probes = [probe(k) for k in range(present + 3)]
+        method = _method_weights(ctx, head, labels, layout.num_classes, out[0].dtype)
+        found = _explain_ce(probes, labels.tolist(), layout.num_classes, method)
+        if found is None:
+            if arities["train_labels"] >= 3:
+                fail("ce", "train_labels", measured=reported, expected=ce, tolerance=ce_tol)
+            fail("total", "train_labels", measured=measured, expected=expected, tolerance=tol, ce=ce, proto_loss=proto)
+        seen["explained"].append(found)
 
     strategy = st.tuples(
         contract_layouts(max_classes=4, max_per_class=3),
@@ -808,6 +1111,7 @@ def _measure_contract(ctx: Context) -> ContractMeasurement:
     )
     explicit = [(Layout(3, 3, (2, 3, 1)), (0, 1, 2, 0), 0, 0), (Layout(2, 2, (1, 2)), (1, 1, 0), 1, 1)]
     found = ctx.search(strategy, prop, ci_examples=6, explicit=explicit)
+    explained: list[CeExplanation] = [] if found else seen["explained"]
     return ContractMeasurement(
         counterexample=found.error.detail if found else None,
         cases=seen["cases"],
@@ -817,6 +1121,9 @@ def _measure_contract(ctx: Context) -> ContractMeasurement:
         largest_ce_difference=seen["ce"],
         gradient=None if found else _gradient(ctx),
         interface=interface(ctx),
+        ce_explained=explained[0] if explained else None,
+        ce_explained_cases=len(explained) if explained else None,
+        ce_explained_kinds=tuple(sorted({e.kind for e in explained})) if explained else None,
     )
 
 
@@ -857,6 +1164,24 @@ def _judge_contract(m: ContractMeasurement) -> Finding:
             "dtype": g.dtype,
         }
         return Finding("fail", Msg("forward.contract.gradient", params))
+    e = m.ce_explained
+    if e is not None:  # the total is right; its cross-entropy is weighted or smoothed, by choice
+        params = {
+            "terms": Msg(f"forward.contract.ce-of.{'dict' if m.loss_dict else 'total'}"),
+            "weights": [w if w is not None else "-" for w in e.weights],
+            "source": Msg(f"forward.contract.ce-source.{e.source}"),
+            "reduction": Msg(f"forward.contract.ce-reduction.{e.reduction}"),
+            "smoothing": e.smoothing if e.smoothing is not None else math.nan,
+            "labels": list(e.labels),
+            "reported": e.reported,
+            "plain": e.plain,
+            "batches": e.batches,
+            "explained": m.ce_explained_cases or 0,
+            "cases": m.cases,
+            "difference": e.largest_difference,
+            "tolerance": e.tolerance,
+        }
+        return Finding("warn", Msg(f"forward.contract.ce-{e.kind}", params))
     key = "pass_dict" if m.loss_dict else "pass"
     if g.fixed_temperature is not None:
         params = {"kind": Msg(f"forward.contract.fixed.{g.fixed_temperature}"), "parameters": g.parameters}
@@ -915,6 +1240,7 @@ CHECKS: tuple[Check[Any], ...] = (
             "proto_loss_fn[proto_loss]",
             f"?{_CE}",
             f"?{_TOTAL}",
+            f"?{_WEIGHT_FN}",
         ),
         settings=("dropout_rate",),
         severity="high",
