@@ -188,6 +188,21 @@ def test_what_the_source_does_not_decide_is_named() -> None:
     same = config.replace("logits, loss, loss_dict = out", "logits, loss = out[:2]")
     same = same.replace("logits, loss = out\n", "logits, loss = out[0], out[1]\n")
     assert _walk(same, THREE).outcome == "returns"  # both arms end alike: decided anyway
+    nested = """
+    out = self.head(images, images, labels=target)
+    if self.training:
+        if self.keep_terms:
+            loss_dict = out[2]
+        else:
+            loss_dict = {}
+        extra = {"head_loss": out[1], **loss_dict}
+    return out[1], extra
+    """
+    assert _walk(nested, TWO, training=False).outcome == "returns"  # the undecided test is not reached
+    for shape in (TWO, THREE):  # the arms leave different names for the rest (and out[2] raises with two)
+        assert (_walk(nested, shape).outcome, _walk(nested, shape).detail) == ("undecided", "`self.keep_terms`")
+    walrus = "if (n := len(out := self.head(images))) == 3:\n    a, b, c = out\nelse:\n    a, b = out\nreturn n"
+    assert _walk(walrus, TWO).outcome == _walk(walrus, THREE).outcome == "returns"
     helper = "out = self.head(images)\nparts = self.split(out)\na, b = parts\nreturn a"
     assert _walk(helper, THREE).outcome == "undecided"
     tensor = _walk("logits, loss = self.head(images)\nreturn loss", ReturnShape("tensor"))

@@ -296,6 +296,10 @@ class _Walk:
             return _opaque(ast.unparse(node), *first, self._taint_of(node, st))
         if isinstance(node, ast.Starred):
             return self.ev(node.value, st)
+        if isinstance(node, ast.NamedExpr):
+            value = self.ev(node.value, st)
+            self.bind(node.target, value, st, node.lineno)
+            return value
         if isinstance(node, ast.Slice):
             bounds = [self.ev(b, st) if b is not None else _known(None) for b in (node.lower, node.upper, node.step)]
             if all(b.kind == "known" for b in bounds):
@@ -650,8 +654,12 @@ class _Walk:
         first, second = ends
         if first.path is not None and second.path is not None and first.path.ending() == second.path.ending():
             return first
-        if first.path is None and second.path is None and first.raised_type == second.raised_type:
-            return first  # both fell through the end of a nested block alike
+        if (
+            first.path is None
+            and second.path is None
+            and (first.state.env, first.state.called) == (second.state.env, second.state.called)
+        ):
+            return first  # both reached the end of a nested block with the same names: the rest runs alike
         why = f"`{text}`"
         return _End(st, HostPath("undecided", why, stmt.lineno, "", tuple(st.branches), st.called))
 
