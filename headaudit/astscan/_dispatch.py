@@ -297,9 +297,9 @@ class _Walk:
         if isinstance(node, ast.Starred):
             return self.ev(node.value, st)
         if isinstance(node, ast.NamedExpr):
-            value = self.ev(node.value, st)
-            self.bind(node.target, value, st, node.lineno)
-            return value
+            named = self.ev(node.value, st)
+            self.bind(node.target, named, st, node.lineno)
+            return named
         if isinstance(node, ast.Slice):
             bounds = [self.ev(b, st) if b is not None else _known(None) for b in (node.lower, node.upper, node.step)]
             if all(b.kind == "known" for b in bounds):

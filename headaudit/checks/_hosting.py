@@ -21,6 +21,10 @@ Shared by ``host.loss-dict`` and the ``trainer.*`` checks:
   ``self.head(...)`` call of the host class, its unpack arity and guards, and what the
   unpack does with each head class's measured return in each mode (guards are evaluated
   for the mode where they only read ``self.training`` and the forward's arguments);
+- :func:`static_cells`: every cell of the matrix predicted from the host's source alone:
+  its ``forward`` walked by :func:`headaudit.astscan.follow` for each head class's measured
+  return (:meth:`HeadReturn.shape`) and mode, a ``len``/``isinstance`` dispatch evaluated;
+  ``host.loss-dict`` judges by it the cells a host could not run here;
 - the training wrapper's source (``trainer.*``, where the wrapper does not import):
   :func:`detection_site` finds where it decides that a head is multi-prototype,
   :class:`WrapperSource` evaluates that decision's own text without the file's imports or
