@@ -158,6 +158,31 @@ def test_explicit_raise_assert_and_try() -> None:
     assert _walk(wrong_handler, TWO).detail == NOT_ENOUGH
 
 
+def test_an_element_used_as_what_it_is_not_raises() -> None:
+    aux = ReturnShape("tuple", ("tensor", "tensor", "tensor"), ((), (), ()))  # a third value that is a tensor
+    body = """
+    out = self.head(images)
+    if len(out) == 3:
+        logits, loss, loss_dict = out
+        return loss, {"head_loss": loss, **loss_dict}
+    return out[1], {}
+    """
+    path = _walk(body, aux)
+    assert (path.outcome, path.detail, path.operation) == (
+        "raises",
+        "TypeError: 'Tensor' object is not a mapping",
+        "spread",
+    )
+    items = _walk(body.replace("**loss_dict", "**{k: v for k, v in loss_dict.items()}"), aux)
+    assert items.detail == "AttributeError: 'Tensor' object has no attribute 'items'"
+    last = _walk("out = self.head(images)\nloss = out[-1]\nreturn loss.detach()", THREE)  # the dict, not the loss
+    assert (last.detail, last.operation) == (
+        "AttributeError: 'dict' object has no attribute 'detach'",
+        "attribute:detach",
+    )
+    assert _walk("out = self.head(images)\nloss = out[1]\nreturn loss.detach()", THREE).outcome == "returns"
+
+
 def test_where_the_breakdown_goes() -> None:
     dropped = "logits, loss, loss_dict = self.head(images)\nreturn loss, {'head_loss': loss.detach()}"
     assert (_walk(dropped, THREE).keys, _walk(dropped, THREE).open_keys) == (("head_loss",), False)

@@ -13,7 +13,9 @@ and evaluates, on that shape, what decides the path:
   elements), ``and``/``or``/``not``, ``self.training`` and whether the target argument
   was passed (``target is not None``);
 - what can raise on the return's structure: an unpack (``a, b = head_output``, ``a, *rest
-  = ...``), an index (``head_output[2]``, slices), an explicit ``raise`` or ``assert``.
+  = ...``), an index (``head_output[2]``, slices), an element used as what it is not (a
+  returned tensor's ``.items()`` or ``**``, a returned dict's ``.detach()``), an explicit
+  ``raise`` or ``assert``.
   The predicted error is the one Python gives for the same operation on a value of the
   same length (``ValueError: too many values to unpack (expected 2)``, ``IndexError:
   tuple index out of range``), produced by performing it here;
@@ -75,7 +77,9 @@ class HostPath:
 
     ``outcome``: ``returns`` (the method returns), ``raises`` (``detail`` is the predicted
     exception, ``operation`` what raised: ``unpack:N`` (N names, ``unpack:N+`` with a
-    starred name), ``index:TEXT``, ``raise`` or ``assert``, at ``line``) or ``undecided``
+    starred name), ``index:TEXT``, ``attribute:NAME`` (a dict's method read on a returned
+    tensor, a tensor's on a returned dict), ``spread`` (``**`` of a returned tensor),
+    ``raise`` or ``assert``, at ``line``) or ``undecided``
     (``detail`` says what the source does not give, at ``line``). ``branches`` are the
     conditions the path evaluated, ``"LINE: TEXT -> True|False"``. ``called``: whether the
     head was called on the path. ``keys``: the keys of the mappings the method returns
@@ -160,6 +164,36 @@ def _unpack_error(names: int, starred: bool, kind: str, length: int) -> str | No
     try:
         exec(code, {"__builtins__": {}}, {"value": _stand_in(kind, length)})  # a stand-in of the same length
     except ValueError as exc:
+        return _described(exc)
+    return None
+
+
+class Tensor:
+    """A stand-in named as torch's tensor class, for the messages of what a tensor lacks."""
+
+
+#: Attributes of a dict that a tensor does not have (a dict's API used on a tensor element).
+_MAPPING_ONLY = ("items", "keys", "get", "update", "setdefault", "popitem")
+
+
+def _attribute_error(kind: str, name: str) -> str | None:
+    """What reading ``.name`` of an element of ``kind`` raises (None: nothing, or not known).
+
+    A ``dict`` or ``None`` element is the real thing; a tensor is judged only on a dict's
+    own methods, which it lacks (the message is the one torch gives, ``'Tensor' object has
+    no attribute 'items'``); other kinds are not judged."""
+    value: Any
+    if kind == "dict":
+        value = {}
+    elif kind == "none":
+        value = None
+    elif kind == "tensor" and name in _MAPPING_ONLY:
+        value = Tensor()
+    else:
+        return None
+    try:
+        getattr(value, name)
+    except AttributeError as exc:
         return _described(exc)
     return None
 
@@ -256,7 +290,14 @@ class _Walk:
             entries = []
             for key, value in zip(node.keys, node.values, strict=True):
                 k = self.ev(key, st) if key is not None else None
-                entries.append((k, self.ev(value, st)))
+                v = self.ev(value, st)
+                if k is None and v.kind == "elem" and v.type in ("tensor", "none"):
+                    spread = Tensor() if v.type == "tensor" else None
+                    try:  # the same spread, on a stand-in
+                        exec(compile("{**value}", "<spread>", "eval"), {"__builtins__": {}}, {"value": spread})
+                    except TypeError as exc:
+                        raise _Raised(_described(exc), node.lineno, "spread") from None
+                entries.append((k, v))
             return _V("dict", tuple(entries))
         if isinstance(node, ast.DictComp):
             return self._dict_comp(node, st)
@@ -323,6 +364,10 @@ class _Walk:
             return _V("head", taint=base.taint) if node.attr == "forward" else _opaque(ast.unparse(node), base)
         if node.attr in ("items", "keys", "values", "copy", "get") and self._mapping(base):
             return _V("method", (node.attr, base), taint=base.taint)
+        if base.kind == "elem":
+            error = _attribute_error(base.type, node.attr)
+            if error is not None:
+                raise _Raised(error, node.lineno, f"attribute:{node.attr}")
         return _opaque(ast.unparse(node), base)
 
     def _mapping(self, v: _V) -> bool:

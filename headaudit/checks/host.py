@@ -157,6 +157,8 @@ def _operation(cell: StaticCell) -> Msg:
         return Msg(f"host.loss-dict.op.unpack{'_starred' if starred else ''}", {"arity": int(arg.rstrip("+"))})
     if kind == "index":
         return Msg("host.loss-dict.op.index", {"index": arg})
+    if kind == "attribute":
+        return Msg("host.loss-dict.op.attribute", {"name": arg})
     return Msg(f"host.loss-dict.op.{kind or 'raise'}", {})
 
 
