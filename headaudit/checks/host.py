@@ -194,8 +194,7 @@ def _judge(m: LossDictMeasurement) -> Finding:
         base = {"why": why, "total": total, "read": len(not_run), **fixes}
         failing = [c for c in predicted if c.outcome == "raises"]
         if failing:
-            first = failing[0]
-            params = {**base, "count": len(failing), "cells": static_msgs(failing), "line": first.line or 0}
+            params = {**base, "count": len(failing), "cells": static_msgs(failing)}
             return Finding("fail", Msg("host.loss-dict.fail_static", params))
         undecided = [c for c in predicted if c.outcome == "undecided"]
         if undecided or len(predicted) < len(not_run):

@@ -148,7 +148,11 @@ def _call_line(host: Mapping[str, Json], site: Mapping[str, Json], lang: str) ->
     for p in site.get("predictions", []):
         if p.get("outcome") == "raises":
             raising.setdefault(str(p["head"]), []).append(Msg(f"report.engineering.mode.{p['mode']}"))
-    predicted = [Msg("report.engineering.calls.raises", {"head": h, "modes": m}) for h, m in raising.items()]
+    predicted: list[Msg] | Msg = [
+        Msg("report.engineering.calls.raises", {"head": h, "modes": m}) for h, m in raising.items()
+    ]
+    if not predicted and site.get("usage") != "unpack":
+        predicted = Msg("report.engineering.calls.kept")  # a dispatch on it: the walk of forward decides
     guards = [f"`{c}`" for c in site.get("conditions", [])] or "-"
     return "- " + _e(
         "calls.line",
