@@ -589,8 +589,10 @@ class _Walk:
             return False
         if v.kind == "elem" and v.type == "none":
             return False
-        if v.kind in ("head", "self", "dict") and not (v.kind == "dict" and any(k is None for k, _ in v.value)):
-            return True if v.kind != "dict" else bool(v.value)
+        if v.kind in ("head", "self"):
+            return True
+        if v.kind == "dict" and all(k is not None for k, _ in v.value):  # a spread may be empty
+            return bool(v.value)
         return None
 
     # --- statements ---------------------------------------------------------------------------
