@@ -292,7 +292,8 @@ def test_an_unimportable_host_is_judged_from_its_source(
     cells = optimal.evidence["hosts"][0]["cells"]
     assert {c["outcome"] for c in cells} == {"unavailable"}
     original = _run("host.loss-dict", references["baseline"], role, hosts)
-    assert original.verdict == "n/a"
+    assert original.verdict == "pass"  # its two-name unpack takes head.py's two values: every cell decided
+    assert original.message.id == "host.loss-dict.pass_static"
     assert "No module named 'timm'" in original.summary("en")
     # the wrapper checks carry the head in a host that imported (the bundled fix)
     assert _run("trainer.detect", references["candidate"], role, hosts).verdict == "pass"
@@ -344,8 +345,8 @@ def test_other_hosts(tmp_path: Path, references: dict[str, Subject], role: str) 
     assert needs.verdict == "fail"  # its unguarded two-name unpack cannot take three values
     assert needs.message.id == "host.loss-dict.fail_static"
     original = _run("host.loss-dict", references["baseline"], role, _hosts_with(backbone))
-    assert original.verdict == "n/a"
-    assert "`backbone`" in original.summary("en")
+    assert original.verdict == "pass"  # decided from its source: two names, two values
+    assert "`backbone`" in original.summary("en")  # why it was read rather than run
 
 
 def test_manager_uses_in_the_host_are_scanned(tmp_path: Path, references: dict[str, Subject]) -> None:

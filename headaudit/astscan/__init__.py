@@ -38,6 +38,10 @@ about a Python file a user points the tool at:
   its result is used (unpacked into N names, assigned, indexed, returned, ...) and the
   ``if`` conditions that guard it (``not (...)`` for ``else`` branches and for the code
   after an ``if`` whose body returns or raises).
+* :func:`follow` -- what a host method does with the head's return, for a given
+  :class:`ReturnShape` (a tuple of 3 with a dict last, say) and mode: its ``len``/
+  ``isinstance`` dispatch evaluated, each unpack and index checked (the error Python would
+  raise, predicted), and the loss-dict keys that reach its return (:class:`HostPath`).
 * :func:`attribute_uses` -- every ``<anything>.proto_manager.<name>`` use (also through a
   local alias and ``getattr``/``hasattr``/``setattr``/``delattr`` with a literal name).
 
@@ -105,8 +109,8 @@ the inference vocabulary above; ``_context`` holds a function's context and the 
 of the worklist that ``_infer`` and ``_frame`` use; ``_infer`` evaluates expressions and
 resolves calls; ``_frame`` walks a function's statements and reports findings;
 ``_analysis`` runs the worklist over (function, class of ``self``) contexts and holds the
-public scanning functions; ``_host`` scans host code; ``_records`` holds the results and
-errors.
+public scanning functions; ``_host`` scans host code; ``_dispatch`` walks a host method for
+one return shape; ``_records`` holds the results and errors.
 """
 
 from __future__ import annotations
@@ -120,6 +124,8 @@ from headaudit.astscan._analysis import (
     scan,
     scan_in_file,
 )
+from headaudit.astscan._dispatch import KINDS as RETURN_KINDS
+from headaudit.astscan._dispatch import HostPath, ReturnShape, follow
 from headaudit.astscan._host import attribute_uses, attribute_uses_in_file, head_calls, head_calls_in_file
 from headaudit.astscan._records import (
     RULES,
@@ -134,18 +140,22 @@ from headaudit.astscan._records import (
 from headaudit.astscan._source import read_source
 
 __all__ = [
+    "RETURN_KINDS",
     "RULES",
     "AstScanError",
     "AttributeUse",
     "Finding",
     "FunctionRef",
     "HeadCall",
+    "HostPath",
+    "ReturnShape",
     "SourceSyntaxError",
     "StaticAnalysis",
     "analyze",
     "analyze_file",
     "attribute_uses",
     "attribute_uses_in_file",
+    "follow",
     "forward_path",
     "forward_path_in_file",
     "head_calls",

@@ -21,6 +21,10 @@ Shared by ``host.loss-dict`` and the ``trainer.*`` checks:
   ``self.head(...)`` call of the host class, its unpack arity and guards, and what the
   unpack does with each head class's measured return in each mode (guards are evaluated
   for the mode where they only read ``self.training`` and the forward's arguments);
+- :func:`static_cells`: every cell of the matrix predicted from the host's source alone:
+  its ``forward`` walked by :func:`headaudit.astscan.follow` for each head class's measured
+  return (:meth:`HeadReturn.shape`) and mode, a ``len``/``isinstance`` dispatch evaluated;
+  ``host.loss-dict`` judges by it the cells a host could not run here;
 - the training wrapper's source (``trainer.*``, where the wrapper does not import):
   :func:`detection_site` finds where it decides that a head is multi-prototype,
   :class:`WrapperSource` evaluates that decision's own text without the file's imports or
@@ -31,6 +35,7 @@ Shared by ``host.loss-dict`` and the ``trainer.*`` checks:
 from __future__ import annotations
 
 import ast
+import dataclasses
 import inspect
 import re
 import textwrap
@@ -42,7 +47,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from headaudit.astscan import head_calls
+from headaudit.astscan import HostPath, ReturnShape, follow, head_calls
 from headaudit.context import Context
 from headaudit.hosts import HostFile
 from headaudit.sandbox import SubjectRaised, call_subject, captured, describe_exception
@@ -57,6 +62,7 @@ __all__ = [
     "HeadReturn",
     "Prediction",
     "SourceDetection",
+    "StaticCell",
     "Unresolved",
     "WrapperSource",
     "build_head",
@@ -72,6 +78,7 @@ __all__ = [
     "run_matrix",
     "source_detection",
     "stand_in_backbone",
+    "static_cells",
 ]
 
 #: Train with a target, eval with a target, eval without one.
@@ -122,14 +129,53 @@ def _count(value: Any) -> int:
     return len(value) if isinstance(value, (tuple, list)) else 1
 
 
+def _kind(value: Any) -> str:
+    """The kind of a value as a host's dispatch reads it (:data:`headaudit.astscan.RETURN_KINDS`)."""
+    if isinstance(value, tuple):
+        return "tuple"
+    if isinstance(value, list):
+        return "list"
+    if isinstance(value, dict):
+        return "dict"
+    if isinstance(value, Mapping):
+        return "mapping"
+    if isinstance(value, torch.Tensor):
+        return "tensor"
+    return "none" if value is None else "other"
+
+
 @dataclass(frozen=True)
 class HeadReturn:
-    """What a head class's ``forward`` returned in one mode, called alone."""
+    """What a head class's ``forward`` returned in one mode, called alone.
+
+    ``kind`` is the returned value's kind, ``elements`` the kinds of a returned tuple's or
+    list's items and ``element_keys`` the keys of each item that is a mapping (for a
+    returned mapping: its keys, once); ``computed`` the loss terms the head's
+    ``proto_loss_fn`` computed in the call (None: no ``proto_loss_fn`` to observe).
+    """
 
     head: str
     mode: str
     values: int
     loss_terms: tuple[str, ...]  # keys of a returned dict
+    kind: str = "other"
+    elements: tuple[str, ...] = ()
+    element_keys: tuple[tuple[str, ...], ...] = ()
+    computed: tuple[str, ...] | None = None
+
+    def shape(self) -> ReturnShape:
+        return ReturnShape(self.kind, self.elements, self.element_keys)
+
+
+def _return_of(name: str, mode: str, got: Any, computed: tuple[str, ...] | None) -> HeadReturn:
+    items = list(got) if isinstance(got, (tuple, list)) else []
+    keys = (
+        tuple(tuple(str(k) for k in v) if isinstance(v, Mapping) else () for v in items)
+        if items
+        else ((tuple(str(k) for k in got),) if isinstance(got, Mapping) else ())
+    )
+    kinds = tuple(_kind(v) for v in items)
+    return HeadReturn(name, mode, _count(got), tuple(_mapping_keys(got)), _kind(got), kinds, keys, computed)
 
 
 def head_returns(ctx: Context, classes: Sequence[type]) -> tuple[HeadReturn, ...]:
@@ -140,9 +186,21 @@ def head_returns(ctx: Context, classes: Sequence[type]) -> tuple[HeadReturn, ...
         for mode in MODES:
             head = build_head(ctx, cls, train=mode == "train")
             target = None if mode == "eval-no-target" else labels
-            labelled = {ctx.parameter("forward.labels"): target}  # the head's own name (after --map)
-            got = call_subject(f"{cls.__name__}.forward", head, patches, global_features, **labelled)
-            out.append(HeadReturn(cls.__name__, mode, _count(got), tuple(_mapping_keys(got))))
+            computed: list[str] = []
+
+            def observe(_module: nn.Module, _args: Any, output: Any, into: list[str] = computed) -> None:
+                into.extend(_mapping_keys(output))
+
+            loss_fn = ctx.get(head, "proto_loss_fn") if ctx.has("proto_loss_fn") else None
+            handle = loss_fn.register_forward_hook(observe) if isinstance(loss_fn, nn.Module) else None
+            try:
+                labelled = {ctx.parameter("forward.labels"): target}  # the head's own name (after --map)
+                got = call_subject(f"{cls.__name__}.forward", head, patches, global_features, **labelled)
+            finally:
+                if handle is not None:
+                    handle.remove()
+            terms = tuple(sorted(set(computed))) if handle is not None else None
+            out.append(_return_of(cls.__name__, mode, got, terms))
     return tuple(out)
 
 
@@ -183,6 +241,12 @@ def _call_args(host_cls: type, images: torch.Tensor, target: torch.Tensor | None
     return ((images, target), {}) if len(params) >= 2 else ((images,), {})
 
 
+def _set_in_file(host: HostFile) -> set[str]:
+    """Attributes some method of the host file sets (``self.<name> = ...``)."""
+    tree = ast.parse(host.source)
+    return {a for node in ast.walk(tree) if isinstance(node, ast.ClassDef) for a in _assignments(node)}
+
+
 def run_cell(
     ctx: Context, variant: str, host: HostFile, cls: type, mode: str, images: torch.Tensor, labels: torch.Tensor
 ) -> Cell:
@@ -219,7 +283,11 @@ def run_cell(
                 raise SubjectRaised(f"{name}.forward (called by {host.display})", raised.exc) from raised
             values = _count(seen["out"]) if seen["returned"] else None
             missing = _NO_ATTRIBUTE.search(str(raised.exc)) if isinstance(raised.exc, AttributeError) else None
-            if not seen["entered"] and missing and missing.group(1) not in ("forward_train", "head"):
+            if (
+                missing
+                and missing.group(1) not in ("forward_train", "head")
+                and (not seen["entered"] or missing.group(1) in _set_in_file(host))
+            ):  # an attribute only a constructor the audit never runs sets: not the host's defect
                 return Cell(variant, name, mode, "unrunnable", missing.group(1))
             return Cell(variant, name, mode, "raises", raised.detail, head_values=values)
     finally:
@@ -381,6 +449,67 @@ def call_sites(
             )
         )
     return tuple(sites)
+
+
+@dataclass(frozen=True)
+class StaticCell:
+    """One cell of the matrix predicted from the host's source (:func:`static_cells`).
+
+    ``outcome``: ``works``, ``loses-breakdown`` (``lost``, ``lost_in`` as in :class:`Cell`),
+    ``raises`` (``detail`` the predicted exception, raised by ``operation`` at ``line``),
+    ``runs`` (does not raise; whether the breakdown is kept the source does not say:
+    ``lost`` are the terms it does not show kept) or ``undecided`` (``detail``: what the
+    source alone does not give, at ``line``). ``branches``: the conditions the path
+    decided, ``"LINE: TEXT -> True|False"``; ``returned``: the head's value count.
+    """
+
+    host: str
+    head: str
+    mode: str
+    outcome: str
+    detail: str | None = None
+    line: int | None = None
+    operation: str = ""
+    branches: tuple[str, ...] = ()
+    returned: int = 0
+    lost: tuple[str, ...] = ()
+    lost_in: str | None = None
+
+
+def _static_cell(variant: str, r: HeadReturn, path: HostPath) -> StaticCell:
+    base = StaticCell(variant, r.head, r.mode, "works", None, path.line, path.operation, path.branches, r.values)
+    if path.outcome == "raises":
+        return dataclasses.replace(base, outcome="raises", detail=path.detail)
+    if path.outcome == "undecided":
+        return dataclasses.replace(base, outcome="undecided", detail=path.detail)
+    if not path.called:
+        why = "the head is not called on this path of `forward` (a call in another method is not followed)"
+        return dataclasses.replace(base, outcome="undecided", detail=why)
+    if r.mode != "train" or not r.computed:  # as the run: only training computes a breakdown
+        return base
+    lost = tuple(t for t in r.computed if not any(k == t or k.endswith(t) for k in path.keys))
+    if not lost:
+        return base
+    if path.open_keys:
+        return dataclasses.replace(base, outcome="runs", lost=lost)
+    lost_in = "host" if set(r.loss_terms) & set(lost) else "head"
+    return dataclasses.replace(base, outcome="loses-breakdown", lost=lost, lost_in=lost_in)
+
+
+def static_cells(variant: str, host: HostFile, returns: Sequence[HeadReturn]) -> tuple[StaticCell, ...]:
+    """Every cell of ``host`` predicted from its source: its class's ``forward`` walked for
+    each head class's measured return in each mode (:func:`headaudit.astscan.follow`)."""
+    tree = ast.parse(host.source)
+    forward = _function(tree, f"{host.class_name}.forward")
+    out = []
+    for r in returns:
+        if forward is None:
+            why = f"`{host.class_name}` defines no `forward` in this file"
+            out.append(StaticCell(variant, r.head, r.mode, "undecided", why, returned=r.values))
+            continue
+        path = follow(forward, r.shape(), training=r.mode == "train", target=r.mode != "eval-no-target")
+        out.append(_static_cell(variant, r, path))
+    return tuple(out)
 
 
 def host_return(ctx: Context, host: HostFile, cls: type, mode: str) -> int | None:

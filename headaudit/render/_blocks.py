@@ -37,7 +37,15 @@ _CLAIM_MARK: dict[str, str] = {
 }
 _MATRIX_CHECK = "host.loss-dict"
 _MODES = ("train", "eval", "eval-no-target")
-_CELL_MARK = {"works": "✅", "loses-breakdown": "⚠️", "raises": "❌", "unrunnable": "➖", "unavailable": "➖"}
+_CELL_MARK = {
+    "works": "✅",
+    "loses-breakdown": "⚠️",
+    "raises": "❌",
+    "runs": "⚠️",
+    "undecided": "➖",
+    "unrunnable": "➖",
+    "unavailable": "➖",
+}
 
 
 def _t(key: str, lang: str, **params: object) -> str:
@@ -122,12 +130,16 @@ def _check_block(report: Report, check_id: str, lang: str) -> list[str]:
 # --- the host matrix -------------------------------------------------------------------------
 
 
-def _cell_text(c: Mapping[str, Json], lang: str) -> str:
-    outcome = str(c.get("outcome"))
+def _cell_text(c: Mapping[str, Json], lang: str, static: Mapping[str, Json] | None = None) -> str:
+    """A matrix cell: what ran, or (``static``) what the source predicts for a cell not run here."""
+    shown = static if static is not None and c.get("outcome") in ("unavailable", "unrunnable") else c
+    outcome = str(shown.get("outcome"))
     if outcome == "loses-breakdown":
-        text = _e(f"short.lost_{c.get('lost_in')}", lang, lost=list(c.get("lost", [])))
+        text = _e(f"short.lost_{shown.get('lost_in')}", lang, lost=list(shown.get("lost", [])))
     else:
-        text = _e(f"short.{outcome}", lang, detail=c.get("detail") or "")
+        text = _e(f"short.{outcome}", lang, detail=shown.get("detail") or "", lost=list(shown.get("lost", [])))
+    if shown is not c:
+        text = _e("short.from_source", lang, text=text, line=shown.get("line") or "-")
     return f"{_CELL_MARK.get(outcome, '')} {cell(text)}"
 
 
@@ -136,7 +148,11 @@ def _call_line(host: Mapping[str, Json], site: Mapping[str, Json], lang: str) ->
     for p in site.get("predictions", []):
         if p.get("outcome") == "raises":
             raising.setdefault(str(p["head"]), []).append(Msg(f"report.engineering.mode.{p['mode']}"))
-    predicted = [Msg("report.engineering.calls.raises", {"head": h, "modes": m}) for h, m in raising.items()]
+    predicted: list[Msg] | Msg = [
+        Msg("report.engineering.calls.raises", {"head": h, "modes": m}) for h, m in raising.items()
+    ]
+    if not predicted and site.get("usage") != "unpack":
+        predicted = Msg("report.engineering.calls.kept")  # a dispatch on it: the walk of forward decides
     guards = [f"`{c}`" for c in site.get("conditions", [])] or "-"
     return "- " + _e(
         "calls.line",
@@ -166,7 +182,8 @@ def _matrix(report: Report, lang: str) -> list[str]:
             label = render(Msg(f"report.engineering.variant.{host['variant']}"), lang)
             for head in evidence.get("head_classes", []):
                 cells = {c["mode"]: c for c in host.get("cells", []) if c.get("head") == head}
-                row = " | ".join(_cell_text(cells[m], lang) if m in cells else "" for m in _MODES)
+                static = {c["mode"]: c for c in host.get("static", []) if c.get("head") == head}
+                row = " | ".join(_cell_text(cells[m], lang, static.get(m)) if m in cells else "" for m in _MODES)
                 lines.append(f"| {label} (`{cell(host['path'])}`) | `{head}` | {row} |")
         lines.append("")
         instances = evidence.get("instances")
