@@ -98,7 +98,9 @@ HAND_MADE_ENGINEERING: list[tuple[str, str, str]] = [
     ("compat_kwargs:Head", "compat.constructor", "fail"),
     ("compat_all_keywords", "compat.manager-api", "fail"),
     ("compat_all_keywords", "compat.checkpoint", "fail"),
-    ("checkpoint_redesigned", "compat.checkpoint", "warn"),  # only the redesigned gate is left
+    # only the redesigned gate is left: strict loading still raises, so fail (the claim text
+    # says no key mapping can carry those weights)
+    ("checkpoint_redesigned", "compat.checkpoint", "fail"),
     ("checkpoint_unrenamed", "compat.checkpoint", "fail"),  # a rename left unmapped
     ("checkpoint_dropped_cache", "compat.checkpoint", "fail"),  # head.py's buffers unexpected
     ("first_token", "shapes.global-3d", "fail"),

@@ -325,17 +325,31 @@ def _judge_manager(m: ManagerApiMeasurement) -> Finding:
 
 
 @dataclass(frozen=True)
+class ModuleKeys:
+    """The keys left over in one submodule (the deepest module holding each key, in the head
+    that has the key: the compat head for missing keys, the original for unexpected ones),
+    named relative to that submodule."""
+
+    module: str  # "" for the head itself
+    missing: tuple[str, ...]
+    unexpected: tuple[str, ...]
+    reshaped: tuple[str, ...]
+
+
+@dataclass(frozen=True)
 class CheckpointMeasurement:
     original: str
     compat_class: str
     strict_load: str | None  # None: loaded; else what load_state_dict(strict=True) raised
     checkpoint_keys: int
-    missing: tuple[str, ...]  # expected by the compat head, absent from the checkpoint
-    unexpected: tuple[str, ...]  # in the checkpoint, unknown to the compat head
+    missing: tuple[str, ...]  # expected by the compat head, absent from the checkpoint (after its load hooks)
+    unexpected: tuple[str, ...]  # in the checkpoint, unknown to the compat head (after its load hooks)
     renamed: tuple[tuple[str, str], ...]  # (checkpoint key, compat key): same shape and leaf
     shape_mismatches: tuple[tuple[str, tuple[int, ...], tuple[int, ...]], ...]
+    by_module: tuple[ModuleKeys, ...] = ()
     # submodules in both heads under one name but with other tensors, holding every key
-    # left over after the head's own load hooks (None: some key is state a fix could keep)
+    # left over (None: some key is state a fix could keep or map, or a rename). Evidence for the claim
+    # text (a gap no key mapping can close), never a softer verdict.
     changed_modules: tuple[str, ...] | None = None
 
 
@@ -394,6 +408,30 @@ def _changed_modules(
     return tuple(sorted(found))
 
 
+def _owner(key: str, modules: frozenset[str]) -> str:
+    """The deepest of ``modules`` (paths, root ``""``) that holds ``key``."""
+    parts = key.split(".")[:-1]
+    return next((".".join(parts[:n]) for n in range(len(parts), 0, -1) if ".".join(parts[:n]) in modules), "")
+
+
+def _by_module(
+    missing: Sequence[str],
+    unexpected: Sequence[str],
+    reshaped: Sequence[str],
+    original_modules: frozenset[str],
+    compat_modules: frozenset[str],
+) -> tuple[ModuleKeys, ...]:
+    """The left-over keys grouped by the submodule they belong to, relative names."""
+    groups: dict[str, tuple[list[str], list[str], list[str]]] = {}
+    for index, (keys, modules) in enumerate(
+        ((missing, compat_modules), (unexpected, original_modules), (reshaped, compat_modules))
+    ):
+        for key in keys:
+            owner = _owner(key, modules)
+            groups.setdefault(owner, ([], [], []))[index].append(key[len(owner) + 1 :] if owner else key)
+    return tuple(ModuleKeys(m, *(tuple(sorted(g)) for g in groups[m])) for m in sorted(groups))
+
+
 def _measure_checkpoint(ctx: Context) -> CheckpointMeasurement:
     cls, built = _compat(ctx)
     reference = _original_head(built.sizes, ctx.seed)
@@ -404,6 +442,8 @@ def _measure_checkpoint(ctx: Context) -> CheckpointMeasurement:
         loaded = None
     except SubjectRaised as exc:  # whether the checkpoint loads is the behaviour under test
         loaded = exc.detail
+    if loaded is None:  # it loaded: after the head's own load hooks nothing was left over
+        return CheckpointMeasurement(original().display, cls.__name__, None, len(state), (), (), (), ())
     mismatched = tuple(
         (k, tuple(state[k].shape), tuple(mine[k].shape))
         for k in sorted(set(state) & set(mine))
@@ -411,16 +451,24 @@ def _measure_checkpoint(ctx: Context) -> CheckpointMeasurement:
     )
     missing = sorted(k for k in mine if k not in state)
     extra = sorted(k for k in state if k not in mine)
-    if loaded is not None and not mismatched:  # the keys the head's own load hooks leave over
+    if not mismatched:  # the keys the head's own load hooks leave over
         try:
             keys = call_subject("load_state_dict", built.head.load_state_dict, state, strict=False)
             missing, extra = sorted(keys.missing_keys), sorted(keys.unexpected_keys)
         except (SubjectRaised, AttributeError):
             pass
     buffers = {name for name, _ in reference.named_buffers()} | {name for name, _ in built.head.named_buffers()}
+    renamed = _renames(state, mine, missing, extra)
     changed = None
-    if loaded is not None and not mismatched and not any(k in buffers for k in (*missing, *extra)):
+    if not mismatched and not renamed and not any(k in buffers for k in (*missing, *extra)):
         changed = _changed_modules((*missing, *extra), _structures(reference), _structures(built.head))
+    groups = _by_module(
+        missing,
+        extra,
+        [k for k, _, _ in mismatched],
+        frozenset(p for p, _ in reference.named_modules()),
+        frozenset(p for p, _ in built.head.named_modules()),
+    )
     return CheckpointMeasurement(
         original().display,
         cls.__name__,
@@ -428,25 +476,49 @@ def _measure_checkpoint(ctx: Context) -> CheckpointMeasurement:
         len(state),
         tuple(missing),
         tuple(extra),
-        _renames(state, mine, missing, extra),
+        renamed,
         mismatched,
+        groups,
         changed,
     )
 
 
 def _judge_checkpoint(m: CheckpointMeasurement) -> Finding:
-    if m.strict_load is None and not (m.missing or m.unexpected or m.shape_mismatches):
+    """Pass when ``load_state_dict(strict=True)`` loaded the original's checkpoint; else fail,
+    naming each left-over key under its submodule. A gap that no key mapping can close (a
+    submodule redesigned under the same name) is still a checkpoint that does not load: the
+    verdict says what happened, and the claim text says whether a fix could give it."""
+    if m.strict_load is None:
         return Finding("pass", Msg("compat.checkpoint.pass", {"cls": m.compat_class, "keys": m.checkpoint_keys}))
+    modules = [
+        Msg(
+            "compat.checkpoint.module",
+            {
+                "module": Msg("compat.checkpoint.root") if not g.module else f"`{g.module}`",
+                "keys": [
+                    Msg(f"compat.checkpoint.{kind}", {"keys": [f"`{k}`" for k in keys]})
+                    for kind, keys in (("missing", g.missing), ("unexpected", g.unexpected), ("reshaped", g.reshaped))
+                    if keys
+                ],
+            },
+        )
+        for g in m.by_module
+    ]
+    redesigned = (
+        Msg("compat.checkpoint.redesigned", {"modules": [f"`{c}`" for c in m.changed_modules]})
+        if m.changed_modules
+        else ""
+    )
     params = {
         "cls": m.compat_class,
         "missing": len(m.missing),
         "unexpected": len(m.unexpected),
         "renamed": [f"{a} -> {b}" for a, b in m.renamed] or "-",
         "mismatched": len(m.shape_mismatches),
-        "detail": (m.strict_load or "").split(" ...")[0],
+        "detail": m.strict_load.split(" ...")[0],
+        "modules": modules or "-",
+        "redesigned": redesigned,
     }
-    if m.changed_modules and not m.renamed:  # what is left is a redesigned submodule's weights
-        return Finding("warn", Msg("compat.checkpoint.warn_redesigned", {**params, "modules": list(m.changed_modules)}))
     return Finding("fail", Msg("compat.checkpoint.fail", params))
 
 
