@@ -14,11 +14,15 @@ construction.
 - ``compat.constructor``: every keyword of the original constructor with its default
   value, one at a time, then all together, then the four sizes by keyword: refused
   (the ``TypeError`` is quoted) or accepted but not taking effect (read back);
-- ``compat.manager-api``: the original manager's public methods and attributes missing
-  from the new one, which of them exist under another name, and which the host files
-  use (a static scan for ``proto_manager.<name>``);
+- ``compat.manager-api``: the API the manager's callers use. A static scan of the host,
+  the wrapper and the head's own file for ``proto_manager.<name>``: a used name the new
+  manager lacks is ``fail``; the original manager's public methods and attributes it
+  lacks that no scanned caller uses are ``warn``, named (with a near spelling where there
+  is one); the original's buffers are state, judged by ``compat.checkpoint``;
 - ``compat.checkpoint``: ``load_state_dict(strict=True)`` of an original state dict;
-  missing and unexpected keys, and which differ only by name (same shape, same leaf).
+  ``fail`` when it raises, naming the keys left over after the head's load hooks under
+  their submodules, and which differ only by name (same shape, same leaf). Whether a gap
+  is one no fix can give is said by claim 2.2's text, never by a softer verdict.
 
 The constructor and ``load_state_dict`` raising are the behaviours under test and are
 recorded; any other raise of the subject is ``error``. About 0.1 s per subject.
@@ -32,12 +36,13 @@ import inspect
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
-from headaudit.astscan import attribute_uses
+from headaudit.astscan import attribute_uses, read_source
 from headaudit.build import construct, read_setting
 from headaudit.context import Context
 from headaudit.messages import Msg
@@ -253,11 +258,13 @@ class MissingName:
     name: str
     kind: str
     renamed_to: str | None  # a new name of the same kind that differs only in spelling
-    used_by_hosts: tuple[str, ...]  # file:line of host uses
+    used_by_hosts: tuple[str, ...]  # file:line of the scanned callers' uses
 
 
 @dataclass(frozen=True)
 class HostUse:
+    """One ``proto_manager.<name>`` use in a scanned caller (a host file or the head's own file)."""
+
     file: str
     line: int
     name: str
@@ -269,26 +276,45 @@ class HostUse:
 class ManagerApiMeasurement:
     original: str
     compat_class: str
-    original_api: tuple[str, ...]
-    missing: tuple[MissingName, ...]
-    hosts_scanned: tuple[str, ...]
+    original_api: tuple[str, ...]  # "name (kind)" of the original manager's methods and attributes
+    missing: tuple[MissingName, ...]  # of those, the names the new manager lacks
+    hosts_scanned: tuple[str, ...]  # every caller file scanned: host, wrapper, the head's own file(s)
     host_uses: tuple[HostUse, ...]
+    # the original's buffers: state, judged by compat.checkpoint (a caller's use is still judged here)
+    buffers: tuple[str, ...] = ()
+
+
+def _caller_files(ctx: Context, cls: type) -> list[tuple[str, str]]:
+    """``(display, source)`` of each file whose ``proto_manager.<name>`` uses are the manager's
+    callers: the host and the wrapper under audit, the subject file, and the file defining
+    its compatibility class when that is another file (a subject that re-exports a head)."""
+    files = [(ctx.hosts.host.display, ctx.hosts.host.source), (ctx.hosts.wrapper.display, ctx.hosts.wrapper.source)]
+    own = ctx.subject.path.resolve()
+    files.append((ctx.subject.display, read_source(own)[0]))
+    try:
+        defining = inspect.getsourcefile(cls)
+    except TypeError:  # a class made at runtime has no file
+        defining = None
+    if defining is not None and Path(defining).resolve() != own and Path(defining).is_file():
+        files.append((cls.__module__, read_source(defining)[0]))
+    return files
 
 
 def _measure_manager(ctx: Context) -> ManagerApiMeasurement:
     cls, built = _compat(ctx)
     old = _api(_original_head(built.sizes, ctx.seed).proto_manager)
-    new = _api(ctx.get(built.head, "proto_manager"))
+    manager = ctx.get(built.head, "proto_manager")
+    new = _api(manager)
     added = {n: k for n, k in new.items() if n not in old}
-    files = [ctx.hosts.host, ctx.hosts.wrapper]
+    files = _caller_files(ctx, cls)
     uses = tuple(
-        HostUse(file.display, use.line, use.name, use.access, use.name in new)
-        for file in files
-        for use in attribute_uses(file.source, file.display)
+        HostUse(display, use.line, use.name, use.access, hasattr(manager, use.name))
+        for display, source in files
+        for use in attribute_uses(source, display)
     )
     missing = []
     for name, kind in sorted(old.items()):
-        if name in new:
+        if name in new or kind == "buffer":
             continue
         same_kind = [n for n, k in added.items() if k == kind]
         near = difflib.get_close_matches(name, same_kind, n=1, cutoff=0.8)
@@ -297,28 +323,36 @@ def _measure_manager(ctx: Context) -> ManagerApiMeasurement:
     return ManagerApiMeasurement(
         original().display,
         cls.__name__,
-        tuple(f"{n} ({k})" for n, k in sorted(old.items())),
+        tuple(f"{n} ({k})" for n, k in sorted(old.items()) if k != "buffer"),
         tuple(missing),
-        tuple(f.display for f in files),
+        tuple(display for display, _ in files),
         uses,
+        tuple(sorted(n for n, k in old.items() if k == "buffer")),
     )
 
 
 def _judge_manager(m: ManagerApiMeasurement) -> Finding:
+    """Fail when a scanned caller uses a name the new manager lacks (it would raise
+    ``AttributeError`` there); warn when the manager only lacks methods or attributes of the
+    original that no scanned caller uses (named: callers elsewhere may); else pass. The
+    original's buffers are state, judged by ``compat.checkpoint``."""
     broken = [f"{u.name} ({u.file}:{u.line})" for u in m.host_uses if not u.present]
-    uses = broken or "-"
-    if m.missing:
-        listing = [
-            Msg(
-                "compat.manager-api.renamed" if n.renamed_to else "compat.manager-api.missing_name",
-                {"name": n.name, "kind": Msg(f"compat.manager-api.kind.{n.kind}"), "renamed": n.renamed_to or ""},
-            )
-            for n in m.missing
-        ]
-        params = {"count": len(m.missing), "total": len(m.original_api), "names": listing, "uses": uses}
+    unused = [
+        Msg(
+            "compat.manager-api.renamed" if n.renamed_to else "compat.manager-api.missing_name",
+            {"name": n.name, "kind": Msg(f"compat.manager-api.kind.{n.kind}"), "renamed": n.renamed_to or ""},
+        )
+        for n in m.missing
+        if not n.used_by_hosts
+    ]
+    scanned = {"scanned": len(m.hosts_scanned), "found": len(m.host_uses), "buffers": list(m.buffers) or "-"}
+    if broken:
+        params = {"count": len(broken), "uses": broken, "unused": unused or "-", **scanned}
         return Finding("fail", Msg("compat.manager-api.fail", params))
-    params = {"total": len(m.original_api), "scanned": len(m.hosts_scanned), "found": len(m.host_uses)}
-    return Finding("pass", Msg("compat.manager-api.pass", params))
+    if unused:
+        params = {"count": len(unused), "total": len(m.original_api), "names": unused, **scanned}
+        return Finding("warn", Msg("compat.manager-api.warn", params))
+    return Finding("pass", Msg("compat.manager-api.pass", {"total": len(m.original_api), **scanned}))
 
 
 # --- compat.checkpoint ----------------------------------------------------------------------
@@ -347,10 +381,10 @@ class CheckpointMeasurement:
     renamed: tuple[tuple[str, str], ...]  # (checkpoint key, compat key): same shape and leaf
     shape_mismatches: tuple[tuple[str, tuple[int, ...], tuple[int, ...]], ...]
     by_module: tuple[ModuleKeys, ...] = ()
-    # submodules in both heads under one name but with other tensors, holding every key
-    # left over (None: some key is state a fix could keep or map, or a rename). Evidence for the claim
-    # text (a gap no key mapping can close), never a softer verdict.
-    changed_modules: tuple[str, ...] | None = None
+    # submodules in both heads under one name but with other tensors, holding left-over keys
+    # that are neither renames nor buffers: weights no key mapping can carry. Evidence for
+    # claim 2.2's text (a gap no fix can give), never a softer verdict.
+    changed_modules: tuple[str, ...] = ()
 
 
 def _renames(
@@ -386,11 +420,11 @@ def _changed_modules(
     keys: Sequence[str],
     old: Mapping[str, tuple[tuple[str, tuple[int, ...]], ...]],
     new: Mapping[str, tuple[tuple[str, tuple[int, ...]], ...]],
-) -> tuple[str, ...] | None:
-    """The submodules, present by name in both heads with another structure, that hold ``keys``.
+) -> tuple[str, ...]:
+    """The submodules, present by name in both heads with another structure, that hold some of ``keys``.
 
-    None when some key is not inside such a submodule (it sits in the root, or in a
-    submodule one head lacks): that key is state a fix could keep or map."""
+    A key in the root, or in a submodule one head lacks, belongs to none of them: that is
+    state a fix could keep or map."""
     found: set[str] = set()
     for key in keys:
         parts = key.split(".")[:-1]
@@ -402,9 +436,8 @@ def _changed_modules(
             ),
             "",
         )
-        if not owner or old[owner] == new[owner]:
-            return None
-        found.add(owner)
+        if owner and old[owner] != new[owner]:
+            found.add(owner)
     return tuple(sorted(found))
 
 
@@ -459,9 +492,11 @@ def _measure_checkpoint(ctx: Context) -> CheckpointMeasurement:
             pass
     buffers = {name for name, _ in reference.named_buffers()} | {name for name, _ in built.head.named_buffers()}
     renamed = _renames(state, mine, missing, extra)
-    changed = None
-    if not mismatched and not renamed and not any(k in buffers for k in (*missing, *extra)):
-        changed = _changed_modules((*missing, *extra), _structures(reference), _structures(built.head))
+    mapped = {k for pair in renamed for k in pair}
+    changed: tuple[str, ...] = ()
+    if not mismatched:  # keys neither renamed nor buffers (state), in a submodule redesigned under its name
+        left = [k for k in (*missing, *extra) if k not in mapped and k not in buffers]
+        changed = _changed_modules(left, _structures(reference), _structures(built.head))
     groups = _by_module(
         missing,
         extra,
