@@ -99,6 +99,9 @@ HAND_MADE_ENGINEERING: list[tuple[str, str, str]] = [
     ("compat_all_keywords", "compat.forward", "pass"),
     ("compat_all_keywords", "compat.constructor", "pass"),
     ("compat_kwargs:Head", "compat.constructor", "fail"),
+    # accepted, and at the default indistinguishable from applied: read back at another value
+    ("compat_ignores_max", "compat.constructor", "fail"),  # max_prototypes=11 builds 10 rows
+    ("compat_drops_var_threshold", "compat.constructor", "fail"),  # the manager keeps var_threshold=0.5
     ("compat_all_keywords", "compat.manager-api", "warn"),  # lacks names no scanned caller uses
     ("manager_complete", "compat.manager-api", "pass"),  # only head.py's cache buffers are gone
     ("manager_lacks_used", "compat.manager-api", "fail"),  # the file's own caller uses a missing method

@@ -25,6 +25,7 @@ import pytest
 from headaudit.advice import judge_configuration, judge_host_fix
 from headaudit.checks import by_id
 from headaudit.checks._hosting import Cell
+from headaudit.checks.compat import ConstructorMeasurement, KeywordTry
 from headaudit.checks.edges import ZeroPrototypesMeasurement
 from headaudit.checks.host import HostEvidence, LossDictMeasurement
 from headaudit.checks.shapes import BadInput, BadInputMeasurement
@@ -442,6 +443,22 @@ def _judge(check_id: str, measurement: object) -> tuple[str, str]:
     assert check is not None
     finding = check.judge(measurement)
     return finding.verdict, finding.message.id
+
+
+def test_a_keyword_whose_effect_cannot_be_read_back_is_named_not_passed() -> None:
+    ok = KeywordTry("margin", "accepted", None, 0.3)
+    unseen = KeywordTry("temperature", "accepted", None, 5.0, ("temperature",))
+    assert _judge("compat.constructor", ConstructorMeasurement("o", "Head", ("margin",), (ok,))) == (
+        "pass",
+        "compat.constructor.pass",
+    )
+    warned = ConstructorMeasurement("o", "Head", ("margin", "temperature"), (ok, unseen))
+    assert _judge("compat.constructor", warned) == ("warn", "compat.constructor.warn")
+    assert warned.unreadable == ("temperature",)
+    no_other = ConstructorMeasurement("o", "Head", ("margin", "mode"), (ok,), ("mode",))
+    assert _judge("compat.constructor", no_other)[0] == "warn"  # never tried at another value
+    ignored = KeywordTry("max_prototypes", "ignored", "max_prototypes=10", 11)
+    assert _judge("compat.constructor", ConstructorMeasurement("o", "Head", ("m",), (ok, ignored, unseen)))[0] == "fail"
 
 
 def _host(variant: str, cells: tuple[Cell, ...], runtime: str | None = None) -> HostEvidence:

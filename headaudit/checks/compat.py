@@ -11,9 +11,12 @@ construction.
 
 - ``compat.forward``: arity, kinds, shapes and dtypes of what ``forward`` returns in
   training with labels and in eval with and without labels;
-- ``compat.constructor``: every keyword of the original constructor with its default
-  value, one at a time, then all together, then the four sizes by keyword: refused
-  (the ``TypeError`` is quoted) or accepted but not taking effect (read back);
+- ``compat.constructor``: every keyword of the original constructor, one at a time at
+  its default and at another value, then all together, then the four sizes by keyword:
+  refused (the ``TypeError`` is quoted) or accepted but not taking effect (read back from
+  the built head: a keyword accepted and ignored keeps the head's own default, which only
+  a value other than the default shows); a keyword whose effect cannot be read back is
+  named (warn), never passed silently;
 - ``compat.manager-api``: the API the manager's callers use. A static scan of the host,
   the wrapper and the head's own file for ``proto_manager.<name>``: a used name the new
   manager lacks is ``fail``; the original manager's public methods and attributes it
@@ -165,7 +168,8 @@ class KeywordTry:
     keyword: str  # one keyword, "*together" (all of them) or "*sizes" (the four sizes by keyword)
     outcome: str  # accepted | refused | ignored
     detail: str | None = None  # the constructor's exception, or the value read back
-    value: Any = None
+    value: Any = None  # the value given (one keyword)
+    unreadable: tuple[str, ...] = ()  # accepted keywords whose effect the built head does not show
 
 
 @dataclass(frozen=True)
@@ -174,6 +178,13 @@ class ConstructorMeasurement:
     compat_class: str
     keywords: tuple[str, ...]
     tries: tuple[KeywordTry, ...]
+    # keywords with no value other than the default to try (not a bool, int or float)
+    no_other_value: tuple[str, ...] = ()
+
+    @property
+    def unreadable(self) -> tuple[str, ...]:
+        """Keywords accepted whose effect could not be read back from the built head."""
+        return tuple(dict.fromkeys(k for t in self.tries if not t.keyword.startswith("*") for k in t.unreadable))
 
 
 def _same(wanted: Any, got: Any) -> bool:
@@ -184,45 +195,98 @@ def _same(wanted: Any, got: Any) -> bool:
     return bool(wanted == got)
 
 
+def _other(value: Any) -> Any:
+    """A value other than the default ``value``, valid wherever the default is: the negation
+    of a bool, one more than an int (one more prototype, a larger capacity), half a float
+    (a rate, a scale, a momentum or a temperature stays in its range). None: no such value."""
+    if isinstance(value, bool):
+        return not value
+    if isinstance(value, int):
+        return value + 1
+    if isinstance(value, float):
+        return value / 2 if value else 0.5
+    return None
+
+
+def _dropout_rates(head: Any) -> list[float]:
+    if not isinstance(head, nn.Module):
+        return []
+    rates = [float(m.p) for m in head.modules() if isinstance(m, nn.Dropout)]
+    return rates + [float(m.dropout) for m in head.modules() if isinstance(m, nn.MultiheadAttention)]
+
+
+def _read_back(head: Any, key: str, wanted: Any, names: NameMap) -> tuple[bool, bool, Any]:
+    """``(readable, applied, value read)`` of one keyword on a built head. The dropout rate is
+    applied when some dropout of the head has the given rate (a head may keep others fixed);
+    every other keyword is read at its place on the head (``build.SETTING_PATHS``)."""
+    if key == "dropout_rate":
+        rates = _dropout_rates(head)
+        return bool(rates), any(_same(wanted, r) for r in rates), sorted(set(rates))
+    readable, got = read_setting(head, key, names)
+    return readable, readable and _same(wanted, got), got
+
+
 def _try(ctx: Context, cls: type, label: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> KeywordTry:
     torch.manual_seed(ctx.seed)
+    value = kwargs.get(label)
     try:
         head = call_subject(f"{cls.__name__}(...)", cls, *args, **kwargs)
     except SubjectRaised as exc:  # refusing a keyword is the behaviour under test
-        return KeywordTry(label, "refused", exc.detail)
+        return KeywordTry(label, "refused", exc.detail, value)
+    unreadable = []
     for key, wanted in kwargs.items():
-        readable, got = read_setting(head, key, ctx.subject.names)
-        if readable and not _same(wanted, got):
-            return KeywordTry(label, "ignored", f"{key}={got!r}", wanted)
-    return KeywordTry(label, "accepted", None, kwargs.get(label))
+        readable, applied, got = _read_back(head, key, wanted, ctx.subject.names)
+        if not readable:
+            unreadable.append(key)
+        elif not applied:
+            return KeywordTry(label, "ignored", f"{key}={got!r}", value)
+    return KeywordTry(label, "accepted", None, value, tuple(unreadable))
 
 
 def _measure_constructor(ctx: Context) -> ConstructorMeasurement:
+    """Each keyword at its default, then (unless refused there) at another value, so that a
+    keyword accepted but ignored (the head's own default kept) shows; then all keywords
+    together at their defaults, then the four sizes by keyword."""
     cls, built = _compat(ctx)
     params = inspect.signature(original().head_cls).parameters.values()
     defaults = {p.name: p.default for p in params if p.default is not p.empty}
     positional = [p.name for p in params if p.default is p.empty and p.kind is p.POSITIONAL_OR_KEYWORD]
     sizes = built.sizes
-    tries = [_try(ctx, cls, k, sizes, {k: v}) for k, v in defaults.items()]
+    tries = []
+    for key, default in defaults.items():
+        at_default = _try(ctx, cls, key, sizes, {key: default})
+        tries.append(at_default)
+        other = _other(default)
+        if at_default.outcome != "refused" and other is not None:
+            tries.append(_try(ctx, cls, key, sizes, {key: other}))
     tries.append(_try(ctx, cls, "*together", sizes, dict(defaults)))
     tries.append(_try(ctx, cls, "*sizes", (), dict(zip(positional, sizes, strict=False))))
-    return ConstructorMeasurement(original().display, cls.__name__, tuple(defaults), tuple(tries))
+    no_other = tuple(k for k, v in defaults.items() if _other(v) is None)
+    return ConstructorMeasurement(original().display, cls.__name__, tuple(defaults), tuple(tries), no_other)
 
 
-def _label(keyword: str) -> str | Msg:
-    return Msg(f"compat.constructor.label.{keyword[1:]}") if keyword.startswith("*") else f"`{keyword}`"
+def _label(t: KeywordTry) -> str | Msg:
+    if t.keyword.startswith("*"):
+        return Msg(f"compat.constructor.label.{t.keyword[1:]}")
+    return f"`{t.keyword}={t.value!r}`"
 
 
 def _judge_constructor(m: ConstructorMeasurement) -> Finding:
+    """Fail when a keyword is refused or does not take effect (at its default or at another
+    value); warn when all are accepted but the effect of some cannot be read back from the
+    built head (named: accepted is not applied); else pass."""
     bad = [t for t in m.tries if t.outcome != "accepted"]
     if bad:
         listing = [
-            Msg(f"compat.constructor.{t.outcome}", {"keyword": _label(t.keyword), "detail": t.detail or ""})
-            for t in bad
+            Msg(f"compat.constructor.{t.outcome}", {"keyword": _label(t), "detail": t.detail or ""}) for t in bad
         ]
-        single = [t.keyword for t in bad if not t.keyword.startswith("*")]
+        single = list(dict.fromkeys(t.keyword for t in bad if not t.keyword.startswith("*")))
         params = {"cls": m.compat_class, "bad": single or "-", "cases": listing}
         return Finding("fail", Msg("compat.constructor.fail", params))
+    unseen = [f"`{k}`" for k in (*m.unreadable, *m.no_other_value)]
+    if unseen:
+        warned = {"cls": m.compat_class, "count": len(m.keywords), "unseen": unseen}
+        return Finding("warn", Msg("compat.constructor.warn", warned))
     return Finding("pass", Msg("compat.constructor.pass", {"cls": m.compat_class, "count": len(m.keywords)}))
 
 
