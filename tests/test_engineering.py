@@ -22,7 +22,7 @@ from typing import Any
 
 import pytest
 
-from headaudit.advice import judge_configuration, judge_host_fix
+from headaudit.advice import judge_checkpoint, judge_configuration, judge_host_fix
 from headaudit.checks import by_id
 from headaudit.checks._hosting import Cell
 from headaudit.checks.compat import ConstructorMeasurement, KeywordTry
@@ -554,6 +554,15 @@ def test_section_four_is_derived_from_the_matrix(audit: Report) -> None:
     assert "Recommended instead" in four
     assert "logits, head_loss, *rest = self.head(poolling_feature, features, labels=target)" in four
     assert "not recommended" in four
+    # 4.3: which part of the checkpoint gap a fix can give, and which none can (the verdict is fail)
+    checkpoint = {a.role: a for a in judge_checkpoint(audit)}
+    assert checkpoint["baseline"].loads
+    candidate = checkpoint["candidate"]
+    assert not candidate.loads
+    assert candidate.redesigned == ("mixed_attn.gate.1", "mixed_attn.gate.2")
+    assert len(candidate.renamed) == 4
+    assert candidate.other == ("proto_manager.cache_count", "proto_manager.momentum_cache")
+    assert "No fix can give this part: the weights of `mixed_attn.gate.1`, `mixed_attn.gate.2`" in four
 
 
 def test_a_host_fix_is_not_recommended_without_a_working_matrix(audit: Report) -> None:
@@ -587,7 +596,9 @@ def test_sections_three_and_four_in_both_languages(audit: Report) -> None:
     assert "### 2.6 Further engineering checks" in en
     assert "#### `shapes.dtype`" in en.split("### 2.6")[1]
     zh = render_markdown(audit, "zh")
-    for heading in ("### 3.2 工程问题", "### 3.3 最终结论", "## 四、使用建议", "### 4.2 宿主代码的调用处"):
+    headings = ("### 3.2 工程问题", "### 3.3 最终结论", "## 四、使用建议", "### 4.2 宿主代码的调用处")
+    headings += ("### 4.3 加载 head.py 的检查点",)
+    for heading in headings:
         assert heading in zh
     assert "### 宿主文件" in zh
 
