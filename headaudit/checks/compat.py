@@ -354,7 +354,8 @@ def _caller_files(ctx: Context, cls: type) -> list[tuple[str, str]]:
     its compatibility class when that is another file (a subject that re-exports a head)."""
     files = [(ctx.hosts.host.display, ctx.hosts.host.source), (ctx.hosts.wrapper.display, ctx.hosts.wrapper.source)]
     own = ctx.subject.path.resolve()
-    files.append((ctx.subject.display, read_source(own)[0]))
+    if own.is_file():  # a subject made in memory from a class may have no file of its own
+        files.append((ctx.subject.display, read_source(own)[0]))
     try:
         defining = inspect.getsourcefile(cls)
     except TypeError:  # a class made at runtime has no file
