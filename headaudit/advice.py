@@ -11,7 +11,13 @@ an edit of the host (its 4.2). Neither is repeated on trust:
   ``host.loss-dict`` matrix all work in this run, on every subject it ran on: no cell
   raises, none could not run, and no term the head returns is dropped by the host (a
   head that returns no breakdown cannot have one kept). The report's own suggested edit is
-  judged by the same cells.
+  judged by the same cells;
+- :func:`judge_checkpoint`: what loading a head.py checkpoint into each subject's
+  compatibility head needs, from ``compat.checkpoint``'s evidence: what a fix can give
+  (renamed keys to map, other left-over keys to keep, consume or drop in a load hook) and
+  what no fix can give (weights of submodules redesigned under the same name). The
+  check's verdict stays what happened (a strict load that raises is ``fail``); this text
+  says which part of the gap a fix can close.
 
 Pure functions of a :class:`~headaudit.model.Report`; no torch.
 """
@@ -26,11 +32,14 @@ from headaudit.messages import Msg
 from headaudit.model import Report, Result
 
 __all__ = [
+    "CHECKPOINT_CHECK",
     "CONFIGURATION_CLAIMS",
     "HOST_CHECK",
+    "CheckpointAdvice",
     "ConfigurationAdvice",
     "HostFixAdvice",
     "cell_messages",
+    "judge_checkpoint",
     "judge_configuration",
     "judge_host_fix",
     "recommended_configuration",
@@ -42,6 +51,7 @@ __all__ = [
 #: is about the compatibility ``Head``, which the configuration does not use.
 CONFIGURATION_CLAIMS = ("1.1", "1.2", "1.3", "1.4", "2.1", "2.3", "2.4", "2.5")
 HOST_CHECK = "host.loss-dict"
+CHECKPOINT_CHECK = "compat.checkpoint"
 
 Json = Any
 
@@ -177,3 +187,36 @@ def judge_host_fix(report: Report) -> HostFixAdvice:
         path, sha = fixed_host.get("path"), fixed_host.get("sha256")
         source = fixed_host.get("forward_source") or source
     return HostFixAdvice(tuple(r.subject for r in results), tuple(suggested), tuple(fixed), path, sha, source)
+
+
+@dataclass(frozen=True)
+class CheckpointAdvice:
+    """What loading a head.py checkpoint into one subject's compatibility head needs."""
+
+    role: str
+    loads: bool  # load_state_dict(strict=True) succeeded
+    renamed: tuple[str, ...]  # "checkpoint key -> head key": a mapping a fix can give
+    other: tuple[str, ...]  # other left-over keys (buffers, removed parts): a fix can keep, consume or drop them
+    redesigned: tuple[str, ...]  # submodules redesigned under the same name: no fix carries their weights
+
+
+def _under(key: str, modules: Sequence[str]) -> bool:
+    return any(key.startswith(f"{m}.") for m in modules)
+
+
+def judge_checkpoint(report: Report) -> tuple[CheckpointAdvice, ...]:
+    """One record per subject whose ``compat.checkpoint`` measured a load (pass or fail)."""
+    out = []
+    for subject in report.subjects:
+        r = report.result(CHECKPOINT_CHECK, subject.role)
+        if r is None or r.verdict not in ("pass", "fail") or not isinstance(r.evidence, Mapping):
+            continue
+        evidence = r.evidence
+        pairs = [tuple(p) for p in evidence.get("renamed", []) or []]
+        mapped = {k for p in pairs for k in p}
+        redesigned = tuple(evidence.get("changed_modules", []) or [])
+        left = [*(evidence.get("missing", []) or []), *(evidence.get("unexpected", []) or [])]
+        other = tuple(sorted(k for k in left if k not in mapped and not _under(k, redesigned)))
+        renamed = tuple(f"{a} -> {b}" for a, b in pairs)
+        out.append(CheckpointAdvice(subject.role, r.verdict == "pass", renamed, other, redesigned))
+    return tuple(out)

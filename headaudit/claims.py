@@ -6,7 +6,9 @@ the checks that judge it: ``core`` checks (a failure refutes the claim) and ``ca
 the candidate: the "fixed" file). Claim 1.4 also rests on a premise about the baseline
 (that its contrastive term conflicted with diversity); a :class:`Premise` reads that
 from the evidence of a check run on the baseline. Checks never know about claims or
-roles: what a verdict means for a claim is decided here.
+roles: what a verdict means for a claim is decided here. Where part of a refuted claim's gap
+is one no fix can close (a :class:`Limit`, read from a check's evidence), the claim's text
+says so; the check's verdict is never softened for it.
 
 The texts (title, what the report says, its verdict) are in the message catalogues under
 ``claim.<ref>.*``.
@@ -20,7 +22,7 @@ from dataclasses import dataclass
 from headaudit.messages import Msg
 from headaudit.model import ClaimPart, ClaimResult, ClaimVerdict, Json, Result
 
-__all__ = ["CLAIMS", "SECTIONS", "Claim", "Premise", "judge_claim", "judge_claims"]
+__all__ = ["CLAIMS", "SECTIONS", "Claim", "Limit", "Premise", "judge_claim", "judge_claims"]
 
 #: Section number -> message id of its heading (一 theory, 二 engineering).
 SECTIONS: dict[int, str] = {1: "section.theory", 2: "section.engineering"}
@@ -61,6 +63,29 @@ class Premise:
 
 
 @dataclass(frozen=True)
+class Limit:
+    """A part of a claim's gap that no fix of the subject can close, read from one check's evidence.
+
+    Applies when ``check`` failed on the judged subject and its evidence names items under
+    ``key`` (e.g. ``compat.checkpoint``'s ``changed_modules``: submodules redesigned under the
+    same name, whose weights no key mapping carries). The claim's text then adds the
+    sentence ``message`` with those ``items``; the verdicts stay what was measured.
+    """
+
+    check: str
+    key: str
+    message: str
+
+    def note(self, result: Result | None) -> Msg | None:
+        if result is None or result.verdict != "fail" or not isinstance(result.evidence, Mapping):
+            return None
+        items = result.evidence.get(self.key)
+        if not items:
+            return None
+        return Msg(self.message, {"check": self.check, "items": [f"`{item}`" for item in items]})
+
+
+@dataclass(frozen=True)
 class Claim:
     ref: str
     section: int
@@ -68,6 +93,7 @@ class Claim:
     caveats: tuple[str, ...] = ()
     judged_on: str = "candidate"
     premise: Premise | None = None
+    limits: tuple[Limit, ...] = ()
 
     @property
     def checks(self) -> tuple[str, ...]:
@@ -93,7 +119,12 @@ CLAIMS: tuple[Claim, ...] = (
         premise=Premise("losses.conflicts", "baseline", "diversity/contrastive", "conflict"),
     ),
     Claim("2.1", 2, core=("host.loss-dict",)),
-    Claim("2.2", 2, core=("compat.forward", "compat.constructor", "compat.manager-api", "compat.checkpoint")),
+    Claim(
+        "2.2",
+        2,
+        core=("compat.forward", "compat.constructor", "compat.manager-api", "compat.checkpoint"),
+        limits=(Limit("compat.checkpoint", "changed_modules", "claim.2.2.beyond_fix"),),
+    ),
     Claim("2.3", 2, core=("shapes.global-3d",)),
     Claim(
         "2.4",
@@ -150,6 +181,9 @@ def judge_claim(claim: Claim, results: Iterable[Result]) -> ClaimResult:
         verdict, message = "caveats", Msg("claim.verdict.caveats", {"checks": qualified})
     else:
         verdict, message = "confirmed", Msg("claim.verdict.confirmed", {"checks": list(claim.core)})
+    notes = [n for limit in claim.limits if (n := limit.note(on_subject.get(limit.check))) is not None]
+    if notes:
+        message = Msg("claim.verdict.with_limits", {"verdict": message, "limits": notes})
     return ClaimResult(claim.ref, verdict, claim.judged_on, core, caveats, message, premise)
 
 

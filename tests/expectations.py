@@ -73,7 +73,10 @@ REFERENCES_ENGINEERING: dict[str, tuple[str, str]] = {
     # the interface is the original head.py's: its own Head keeps it; the compat Head does not
     "compat.forward": ("pass", "pass"),
     "compat.constructor": ("pass", "fail"),
-    "compat.manager-api": ("pass", "fail"),
+    # head_optimal.py's manager lacks apply_momentum_updates, expand_prototypes (now
+    # expand_prototype) and var_threshold, which no scanned caller (host, wrapper, the head's
+    # own file) uses: warn, named. A caller's use of a missing name is fail (manager_lacks_used).
+    "compat.manager-api": ("pass", "warn"),
     "compat.checkpoint": ("pass", "fail"),
     "shapes.global-3d": ("pass", "pass"),
     "shapes.batch-independence": ("fail", "fail"),  # group "missed", catalogue 2
@@ -96,9 +99,16 @@ HAND_MADE_ENGINEERING: list[tuple[str, str, str]] = [
     ("compat_all_keywords", "compat.forward", "pass"),
     ("compat_all_keywords", "compat.constructor", "pass"),
     ("compat_kwargs:Head", "compat.constructor", "fail"),
-    ("compat_all_keywords", "compat.manager-api", "fail"),
+    # accepted, and at the default indistinguishable from applied: read back at another value
+    ("compat_ignores_max", "compat.constructor", "fail"),  # max_prototypes=11 builds 10 rows
+    ("compat_drops_var_threshold", "compat.constructor", "fail"),  # the manager keeps var_threshold=0.5
+    ("compat_all_keywords", "compat.manager-api", "warn"),  # lacks names no scanned caller uses
+    ("manager_complete", "compat.manager-api", "pass"),  # only head.py's cache buffers are gone
+    ("manager_lacks_used", "compat.manager-api", "fail"),  # the file's own caller uses a missing method
     ("compat_all_keywords", "compat.checkpoint", "fail"),
-    ("checkpoint_redesigned", "compat.checkpoint", "warn"),  # only the redesigned gate is left
+    # only the redesigned gate is left: strict loading still raises, so fail (the claim text
+    # says no key mapping can carry those weights)
+    ("checkpoint_redesigned", "compat.checkpoint", "fail"),
     ("checkpoint_unrenamed", "compat.checkpoint", "fail"),  # a rename left unmapped
     ("checkpoint_dropped_cache", "compat.checkpoint", "fail"),  # head.py's buffers unexpected
     ("first_token", "shapes.global-3d", "fail"),

@@ -22,7 +22,7 @@ from torch import nn
 from headaudit.checks import REGISTRY
 from headaudit.claims import CLAIMS, judge_claim
 from headaudit.context import Context
-from headaudit.messages import Msg
+from headaudit.messages import Msg, render
 from headaudit.model import Result
 from headaudit.names import NameMap, closest, split_key, split_module
 from headaudit.profiles import active_profile
@@ -326,6 +326,32 @@ def test_claim_rollups() -> None:
     assert got.verdict == "not-judged"
     # a failing core check refutes even when others did not run
     assert judge_claim(c11, [_result("contrastive.pairs", "fail")]).verdict == "refuted"
+
+
+def test_a_gap_no_fix_can_give_is_said_by_the_claim_not_by_a_softer_verdict() -> None:
+    c22 = _claim("2.2")
+    others = [_result(c, "pass") for c in ("compat.forward", "compat.constructor", "compat.manager-api")]
+    redesigned = Result(
+        "compat.checkpoint",
+        "candidate",
+        "fail",
+        Msg("common.check_failed", {"detail": "x"}),
+        {"changed_modules": ["mixed_attn.gate.1", "mixed_attn.gate.2"]},
+    )
+    got = judge_claim(c22, [*others, redesigned])
+    assert got.verdict == "refuted"  # the checkpoint does not load: the claim is refuted all the same
+    assert got.message.id == "claim.verdict.with_limits"
+    text = render(got.message, "en")
+    assert "refuted by compat.checkpoint" in text
+    assert "no fix can give" in text
+    assert "`mixed_attn.gate.1`, `mixed_attn.gate.2`" in text
+    assert "`mixed_attn.gate.1`" in render(got.message, "zh")
+    # a gap a fix could close (a rename, a buffer): no such sentence
+    mappable = Result("compat.checkpoint", "candidate", "fail", Msg("common.check_failed", {"detail": "x"}), {})
+    assert judge_claim(c22, [*others, mappable]).message.id == "claim.verdict.refuted"
+    # evidence on another subject, or a passing check, adds nothing
+    baseline = Result("compat.checkpoint", "baseline", "fail", redesigned.message, redesigned.evidence)
+    assert judge_claim(c22, [*others, _result("compat.checkpoint", "pass"), baseline]).verdict == "confirmed"
 
 
 def test_claims_on_the_references(reference_report: Any) -> None:

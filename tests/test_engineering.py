@@ -22,16 +22,17 @@ from typing import Any
 
 import pytest
 
-from headaudit.advice import judge_configuration, judge_host_fix
+from headaudit.advice import judge_checkpoint, judge_configuration, judge_host_fix
 from headaudit.checks import by_id
 from headaudit.checks._hosting import Cell
+from headaudit.checks.compat import ConstructorMeasurement, KeywordTry
 from headaudit.checks.edges import ZeroPrototypesMeasurement
 from headaudit.checks.host import HostEvidence, LossDictMeasurement
 from headaudit.checks.shapes import BadInput, BadInputMeasurement
 from headaudit.checks.trainer import Step, StepMeasurement
 from headaudit.errors import ConfigError, SubjectError
 from headaudit.hosts import HostSet, default_hosts, load_host
-from headaudit.messages import Msg
+from headaudit.messages import Msg, render
 from headaudit.model import Report
 from headaudit.names import NameMap, parse_map, parse_needs
 from headaudit.profiles import active_profile
@@ -360,9 +361,18 @@ def test_manager_uses_in_the_host_are_scanned(tmp_path: Path, references: dict[s
     path.write_text(text)
     result = _run("compat.manager-api", references["candidate"], "candidate", _hosts_with(path))
     assert result.verdict == "fail"
-    uses = result.evidence["host_uses"]
+    uses = [u for u in result.evidence["host_uses"] if u["file"] == result.evidence["hosts_scanned"][0]]
     assert [(u["name"], u["present"]) for u in uses] == [("apply_momentum_updates", False)]
     assert "apply_momentum_updates (" in result.summary("en")
+    # the head's own file is a scanned caller too: its uses are all present
+    own = [u for u in result.evidence["host_uses"] if u["file"] != result.evidence["hosts_scanned"][0]]
+    assert own
+    assert all(u["present"] for u in own)
+    # without that host use, the missing names no caller uses are a warning, named
+    plain = _hosts_with(_copy_host(tmp_path / "plain"))
+    unused = _run("compat.manager-api", references["candidate"], "candidate", plain)
+    assert unused.verdict == "warn"
+    assert "`apply_momentum_updates` (method)" in unused.summary("en")
 
 
 # --- evidence of the other checks ------------------------------------------------------------
@@ -436,6 +446,22 @@ def _judge(check_id: str, measurement: object) -> tuple[str, str]:
     return finding.verdict, finding.message.id
 
 
+def test_a_keyword_whose_effect_cannot_be_read_back_is_named_not_passed() -> None:
+    ok = KeywordTry("margin", "accepted", None, 0.3)
+    unseen = KeywordTry("temperature", "accepted", None, 5.0, ("temperature",))
+    assert _judge("compat.constructor", ConstructorMeasurement("o", "Head", ("margin",), (ok,))) == (
+        "pass",
+        "compat.constructor.pass",
+    )
+    warned = ConstructorMeasurement("o", "Head", ("margin", "temperature"), (ok, unseen))
+    assert _judge("compat.constructor", warned) == ("warn", "compat.constructor.warn")
+    assert warned.unreadable == ("temperature",)
+    no_other = ConstructorMeasurement("o", "Head", ("margin", "mode"), (ok,), ("mode",))
+    assert _judge("compat.constructor", no_other)[0] == "warn"  # never tried at another value
+    ignored = KeywordTry("max_prototypes", "ignored", "max_prototypes=10", 11)
+    assert _judge("compat.constructor", ConstructorMeasurement("o", "Head", ("m",), (ok, ignored, unseen)))[0] == "fail"
+
+
 def _host(variant: str, cells: tuple[Cell, ...], runtime: str | None = None) -> HostEvidence:
     return HostEvidence(variant, f"{variant}.py", "m", "0" * 64, runtime, (), cells, None)
 
@@ -497,11 +523,13 @@ def test_engineering_claims_on_the_references(audit: Report) -> None:
         claim = audit.claim(ref)
         assert claim is not None
         assert claim.verdict == verdict, (ref, claim.message)
-    assert audit.claim("2.2").message.params["checks"] == [  # type: ignore[union-attr]
-        "compat.constructor",
-        "compat.manager-api",
-        "compat.checkpoint",
-    ]
+    c22 = audit.claim("2.2")
+    assert c22 is not None
+    # refuted by what fails; the manager only lacks names no scanned caller uses (warn), and the
+    # redesigned gate's weights are said to be a gap no fix can give, in the claim's text
+    assert c22.message.id == "claim.verdict.with_limits"
+    assert c22.message.params["verdict"].params["checks"] == ["compat.constructor", "compat.checkpoint"]
+    assert "`mixed_attn.gate.1`, `mixed_attn.gate.2`" in render(c22.message, "en")
     assert audit.claim("2.4").message.params["checks"] == ["edges.zero-prototypes"]  # type: ignore[union-attr]
 
 
@@ -527,6 +555,15 @@ def test_section_four_is_derived_from_the_matrix(audit: Report) -> None:
     assert "Recommended instead" in four
     assert "logits, head_loss, *rest = self.head(poolling_feature, features, labels=target)" in four
     assert "not recommended" in four
+    # 4.3: which part of the checkpoint gap a fix can give, and which none can (the verdict is fail)
+    checkpoint = {a.role: a for a in judge_checkpoint(audit)}
+    assert checkpoint["baseline"].loads
+    candidate = checkpoint["candidate"]
+    assert not candidate.loads
+    assert candidate.redesigned == ("mixed_attn.gate.1", "mixed_attn.gate.2")
+    assert len(candidate.renamed) == 4
+    assert candidate.other == ("proto_manager.cache_count", "proto_manager.momentum_cache")
+    assert "No fix can give this part: the weights of `mixed_attn.gate.1`, `mixed_attn.gate.2`" in four
 
 
 def test_a_host_fix_is_not_recommended_without_a_working_matrix(audit: Report) -> None:
@@ -560,7 +597,9 @@ def test_sections_three_and_four_in_both_languages(audit: Report) -> None:
     assert "### 2.6 Further engineering checks" in en
     assert "#### `shapes.dtype`" in en.split("### 2.6")[1]
     zh = render_markdown(audit, "zh")
-    for heading in ("### 3.2 工程问题", "### 3.3 最终结论", "## 四、使用建议", "### 4.2 宿主代码的调用处"):
+    headings = ("### 3.2 工程问题", "### 3.3 最终结论", "## 四、使用建议", "### 4.2 宿主代码的调用处")
+    headings += ("### 4.3 加载 head.py 的检查点",)
+    for heading in headings:
         assert heading in zh
     assert "### 宿主文件" in zh
 

@@ -21,7 +21,14 @@ from collections import Counter
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from headaudit.advice import HostFixAdvice, cell_messages, judge_configuration, judge_host_fix, role_msg
+from headaudit.advice import (
+    HostFixAdvice,
+    cell_messages,
+    judge_checkpoint,
+    judge_configuration,
+    judge_host_fix,
+    role_msg,
+)
 from headaudit.claims import CLAIMS, Claim
 from headaudit.messages import Msg, render
 from headaudit.model import CLAIM_VERDICTS, ClaimResult, Report
@@ -242,6 +249,27 @@ def _host_fix(report: Report, lang: str) -> list[str]:
     return lines
 
 
+def _checkpoint(report: Report, lang: str) -> list[str]:
+    advice = judge_checkpoint(report)
+    if not advice:
+        return []
+    lines = [f"### {_e('advice.checkpoint', lang)}", ""]
+    for a in advice:
+        role = _role(a.role, lang)
+        if a.loads:
+            lines.append(f"- {_e('advice.checkpoint_loads', lang, role=role)}")
+            continue
+        parts = [_e("advice.checkpoint_fails", lang, role=role)]
+        if a.renamed or a.other:
+            renamed = [f"`{k}`" for k in a.renamed] or "-"
+            other = [f"`{k}`" for k in a.other] or "-"
+            parts.append(_e("advice.checkpoint_fixable", lang, renamed=renamed, other=other))
+        if a.redesigned:
+            parts.append(_e("advice.checkpoint_beyond_fix", lang, modules=[f"`{m}`" for m in a.redesigned]))
+        lines.append("- " + ("" if lang == "zh" else " ").join(parts))
+    return [*lines, ""]
+
+
 def summary_sections(report: Report, lang: str) -> list[str]:
     """Sections 三 and 四 (empty when no claim was judged)."""
     judged = _judged(report)
@@ -256,4 +284,5 @@ def summary_sections(report: Report, lang: str) -> list[str]:
     lines += [f"## {_e('advice.heading', lang)}", ""]
     lines += _configuration(report, lang)
     lines += _host_fix(report, lang)
+    lines += _checkpoint(report, lang)
     return lines

@@ -2,7 +2,7 @@
 
 head.py's ``mixed_attn.local_self_attn.*`` keys are left over next to the missing
 ``light_attn.*`` ones, the same tensors under another name: a mapping a fix can give
-(``checkpoint_redesigned`` has it and warns instead).
+(``checkpoint_redesigned`` has it: only its redesigned gate is left over).
 """
 
 from __future__ import annotations
