@@ -143,7 +143,7 @@ def _parser() -> argparse.ArgumentParser:
     report.add_argument(
         "--no-mutation",
         action="store_true",
-        help="skip the mutation score (measured when every check runs; about a minute)",
+        help="skip the mutation score (measured when every check runs; several minutes)",
     )
     report.add_argument("--plots", metavar="DIR", help=_PLOTS_HELP)
     report.add_argument(

@@ -218,13 +218,12 @@ def test_the_report_shows_detections_crashes_apart_and_survivors(small_report: R
 
 def test_headaudit_mutate_prints_the_score_and_writes_json(tmp_path: Path) -> None:
     out = subprocess.run(
-        [sys.executable, "-m", "headaudit", "mutate", "--only", "gate-sigmoid,amax-spelled-as-function", "--json",
-         str(tmp_path / "m.json")],
+        [sys.executable, "-m", "headaudit", "mutate", "--only", "gate-sigmoid", "--json", str(tmp_path / "m.json")],
         capture_output=True, text=True, check=False, timeout=600,
     )  # fmt: skip
     assert out.returncode == 0, out.stdout + out.stderr
     assert ("mutation score 1/1 detected (100 %) on headaudit:reference/head_fixed.py; 0 crashed, 0 survived; "
-            "0 false alarms in 1 rewrites") in out.stdout  # fmt: skip
+            "0 false alarms in 0 rewrites") in out.stdout  # fmt: skip
     assert "gate-sigmoid                       detected by gate.sum-to-one (pass -> fail)" in out.stdout
     data = json.loads((tmp_path / "m.json").read_text(encoding="utf-8"))
     assert data["detected"] == data["total"] == 1

@@ -259,7 +259,7 @@ EQUIVALENTS: tuple[Mutant, ...] = (
             ("        if valid_classes > 0:\n            return weighted / valid_classes",
              "        if present > 0:\n            return acc / present"),
         ),
-        ("loss.cluster-nearest", "loss.cluster-scale", "weights.absent-classes", "static.class-loops", "static.host-syncs"),
+        ("loss.cluster-nearest", "loss.cluster-scale", "static.class-loops", "static.host-syncs"),
         "head_optimal.py",
     ),
     Mutant(
