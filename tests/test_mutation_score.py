@@ -159,6 +159,7 @@ def test_an_edit_that_changes_nothing_survives_a_raising_head_crashes_and_a_brok
     assert crashed.detected_by is None
     assert [c.check for c in crashed.crashes] == ["gate.sum-to-one", "loss.terms-sum"]
     assert all("mutant raised" in c.detail for c in crashed.crashes)
+    assert all("mutant raised" in c.texts["zh"] and c.texts["zh"] != c.detail for c in crashed.crashes)
     assert "headaudit-mutant-" not in " ".join(c.detail for c in crashed.crashes)
     assert unloadable.outcome == "crashed"
     assert unloadable.crashes[0].check == "load"
@@ -186,7 +187,13 @@ SCORE = MutationScore(
             "d",
             "crashed",
             tried=2,
-            crashes=(Crash("gate.sum-to-one", "could not measure: forward raised RuntimeError: mutant raised"),),
+            crashes=(
+                Crash(
+                    "gate.sum-to-one",
+                    "could not measure: forward raised RuntimeError: mutant raised",
+                    {"zh": "无法测量：forward 抛出 RuntimeError: mutant raised"},
+                ),
+            ),
         ),
         Kill("comment", "none", "d", "survived", tried=2),
     ),
@@ -211,9 +218,8 @@ def test_the_report_shows_detections_crashes_apart_and_survivors(small_report: R
     assert "1 个崩溃，1 个未被检出" in zh
     assert "### Mutation score" not in render_markdown(small_report, "en")  # not measured: not shown
     assert Report.from_dict(json.loads(json.dumps(report.to_dict()))).extra["mutation"] == SCORE.to_dict()
-    assert SCORE.to_dict()["mutants"][1]["crashes"] == [
-        {"check": "gate.sum-to-one", "detail": "could not measure: forward raised RuntimeError: mutant raised"}
-    ]
+    assert "- `raising`: `gate.sum-to-one`: 无法测量：forward 抛出 RuntimeError: mutant raised" in zh
+    assert SCORE.to_dict()["mutants"][1]["crashes"][0]["detail"].endswith("RuntimeError: mutant raised")
 
 
 def test_headaudit_mutate_prints_the_score_and_writes_json(tmp_path: Path) -> None:

@@ -30,15 +30,15 @@ from __future__ import annotations
 import hashlib
 import shutil
 import tempfile
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
 from headaudit.errors import SubjectError
 from headaudit.guard import regressions_of
 from headaudit.hosts import HostSet, load_hosts
-from headaudit.messages import render
+from headaudit.messages import LANGS, render
 from headaudit.model import Result
 from headaudit.mutation.catalogue import EQUIVALENTS, MUTANTS, SUBJECT_FILE, WRAPPER_FILE, Mutant, apply
 from headaudit.profiles import Profile
@@ -61,10 +61,11 @@ class Crash:
     """A check that moved to ``error`` on a mutant (``check`` "load": the file did not load)."""
 
     check: str
-    detail: str  # the error result's sentence: the exception and where it was raised
+    detail: str  # the error result's sentence (English): the exception and where it was raised
+    texts: Mapping[str, str] = field(default_factory=dict)  # that sentence per language, where it has one
 
     def to_dict(self) -> dict[str, Json]:
-        return {"check": self.check, "detail": self.detail}
+        return {"check": self.check, "detail": self.detail, "texts": dict(self.texts)}
 
 
 @dataclass(frozen=True)
@@ -240,8 +241,8 @@ def _kill(runner: _Runner, mutant: Mutant, hinted_only: bool) -> Kill:
                 crash = Crash(LOAD, str(exc).replace(here, shown))
                 return Kill(*base, outcome="crashed", crashes=(crash,), file=mutant.file)
 
-        def sentence(result: Result) -> str:
-            return render(result.message, "en").replace(here, shown).replace(subject.display, shown)
+        def sentence(result: Result, lang: str = "en") -> str:
+            return render(result.message, lang).replace(here, shown).replace(subject.display, shown)
 
         crashes: list[Crash] = []
         checks = runner.ordered(mutant.hint, hinted_only)
@@ -252,7 +253,7 @@ def _kill(runner: _Runner, mutant: Mutant, hinted_only: bool) -> Kill:
                             after=after.verdict, detail=sentence(after), tried=tried, crashes=tuple(crashes),
                             file=mutant.file)  # fmt: skip
             if _crashes(before, after):
-                crashes.append(Crash(check.id, sentence(after)))
+                crashes.append(Crash(check.id, sentence(after), {lang: sentence(after, lang) for lang in LANGS}))
         outcome: Outcome = "crashed" if crashes else "survived"
         return Kill(*base, outcome=outcome, tried=len(checks), crashes=tuple(crashes), file=mutant.file)
 

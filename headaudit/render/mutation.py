@@ -6,8 +6,8 @@ that ran), which check detected each and how its verdict changed; the mutants th
 *crashed* (checks moved to ``error``: the mutated head raised, a check could not run, or
 the file no longer loads), apart and with the exception, never counted as detected; the
 survivors; and whether a semantics-preserving rewrite changed any verdict or finding.
-Mutant ids and check ids are language-neutral; the sentences come from the catalogue and
-from the error results.
+Mutant ids and check ids are language-neutral; a crash's sentence is shown in the
+report's language where the error result had one (a load error is English only).
 """
 
 from __future__ import annotations
@@ -58,5 +58,7 @@ def render_mutation(report: Report, lang: str) -> list[str]:
     crashes = [(m["id"], c) for m in data["mutants"] if m["outcome"] == "crashed" for c in m["crashes"]]
     if crashes:
         lines += ["", _t("mutation.crashes", lang), ""]
-        lines += [f"- `{mid}`: `{c['check']}`: {cell(str(c['detail']))}" for mid, c in crashes]
+        lines += [
+            f"- `{mid}`: `{c['check']}`: {cell(str(c.get('texts', {}).get(lang, c['detail'])))}" for mid, c in crashes
+        ]
     return [*lines, "", _t("mutation.run", lang), ""]
