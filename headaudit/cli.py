@@ -142,7 +142,7 @@ def _parser() -> argparse.ArgumentParser:
     report.add_argument(
         "--no-mutation",
         action="store_true",
-        help="skip the mutation score (measured when every check runs; about a minute)",
+        help="skip the mutation score (measured when every check runs; several minutes)",
     )
     report.add_argument("--plots", metavar="DIR", help=_PLOTS_HELP)
     report.add_argument(
@@ -180,7 +180,7 @@ def _parser() -> argparse.ArgumentParser:
 
     mutate = sub.add_parser(
         "mutate",
-        help="measure the mutation score: which check kills each single-change mutant of head_fixed.py",
+        help="measure the mutation score: which check detects each single-change mutant of head_fixed.py",
     )
     mutate.add_argument("--seed", type=_seed, default=None, help="seed for torch and Hypothesis (default 0)")
     mutate.add_argument("--profile", choices=_PROFILES, default=None, help=_PROFILE_HELP)
@@ -500,26 +500,34 @@ def _mutants(only: str | None) -> tuple[list[Mutant], list[Mutant]]:
 
 
 def _cmd_mutate(args: argparse.Namespace) -> int:
-    """Print which check killed each mutant, and the rewrites' false alarms; exit 1 unless 100 % and none."""
+    """Print what happened to each mutant, and the rewrites' false alarms; exit 1 unless every
+    mutant is detected (a crash is not a detection) and no rewrite changed anything."""
     import json
 
     score = _mutation(args)
     for m in score.mutants:
-        killer = "SURVIVED" if m.killed_by is None else f"killed by {m.killed_by} ({m.before} -> {m.after})"
-        print(f"{m.id:34} {killer}: {m.description}" + (f"\n{'':34} {m.detail}" if m.detail else ""))
+        if m.outcome == "detected":
+            outcome = f"detected by {m.detected_by} ({m.before} -> {m.after})"
+        else:
+            outcome = m.outcome.upper()
+        lines = [f"{m.id:34} {outcome}: {m.description}"]
+        lines += [f"{'':34} {m.detail}"] if m.detail else []
+        lines += [f"{'':34} crashed {c.check}: {c.detail}" for c in m.crashes]
+        print("\n".join(lines))
     for r in score.equivalents:
-        verdict = "false alarm in " + ", ".join(r.changed) if r.changed else "no verdict changed"
-        print(f"{r.id:34} rewrite, {verdict}: {r.description}")
+        verdict = "false alarm in " + ", ".join(r.changed) if r.changed else "no verdict or finding changed"
+        print(f"{r.id:34} rewrite of {r.file}, {verdict}: {r.description}")
     total = len(score.mutants)
-    rate = f"{100 * score.killed / total:.0f} %" if total else "-"
-    print(f"mutation score {score.killed}/{total} ({rate}) on {score.file}; "
-          f"{score.false_alarms} false alarms in {len(score.equivalents)} rewrites (seed {score.seed})")  # fmt: skip
+    rate = f"{100 * score.detected / total:.0f} %" if total else "-"
+    print(f"mutation score {score.detected}/{total} detected ({rate}) on {score.file}; {score.crashed} crashed, "
+          f"{score.survived} survived; {score.false_alarms} false alarms in {len(score.equivalents)} rewrites "
+          f"(seed {score.seed})")  # fmt: skip
     if args.json:
         try:
             Path(args.json).write_text(json.dumps(score.to_dict(), indent=2, sort_keys=True) + "\n", encoding="utf-8")
         except OSError as exc:
             raise ConfigError(f"cannot write --json {args.json!r}: {exc.strerror or exc}") from None
-    return 0 if score.killed == total and not score.false_alarms else 1
+    return 0 if score.detected == total and not score.false_alarms else 1
 
 
 def _read_expect(path: Path) -> tuple[Report, dict[str, Any]]:

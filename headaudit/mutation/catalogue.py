@@ -1,32 +1,51 @@
 """Single-change mistakes a refactor of ``reference/head_fixed.py`` could make ("mutants").
 
 Each :class:`Mutant` is a list of exact source edits (``old`` must occur exactly once in
-the file at that point, ``new`` replaces it), applied to the file's text when the score
-is measured: there are no mutated copies to keep in step with the reference. ``hint``
-names the checks expected to notice the mistake; they only decide the order the checks
-are tried in, the kill itself is measured (:mod:`headaudit.mutation.score`).
+the file at that point, ``new`` replaces it), applied to the text of a bundled reference
+file (``file``) when the score is measured: there are no mutated copies to keep in step
+with the reference. Most edit the subject ``head_fixed.py``; a mutant of the training
+wrapper (``timm_imagenet_exp.py``, :data:`WRAPPER_FILE`) is audited with the unmutated
+head inside the mutated wrapper. ``hint`` names the checks expected to notice the
+mistake; they only decide the order the checks are tried in (and which checks the tests
+run), the detection itself is measured (:mod:`headaudit.mutation.score`). For a rewrite,
+``hint`` names the checks that read the rewritten code (the tests run those;
+``headaudit mutate`` runs every check).
+
+Several mutants are single changes taken from bug reports of published prototype-network
+code: a loss term cut from the graph by ``.detach()``, a masked minimum
+(``(d * mask).min()``) that is 0 whatever the distances, an EMA written into a copy, a
+compatibility constructor that drops or ignores a keyword, a detection with its
+condition inverted.
 
 :data:`EQUIVALENTS` are rewrites that keep the semantics (renamed locals, independent
-statements reordered, an operator spelled another way): a correct audit must give each
-of them exactly the verdicts and findings of the unmutated file.
+statements reordered, an operator spelled another way), of ``head_fixed.py`` and of
+``head_optimal.py`` (a head with many findings, so a rewrite must keep every one of
+them): a correct audit must give each of them exactly the verdicts and findings of the
+unmutated file.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["EQUIVALENTS", "MUTANTS", "Mutant", "apply"]
+__all__ = ["EQUIVALENTS", "MUTANTS", "SUBJECT_FILE", "WRAPPER_FILE", "Mutant", "apply"]
+
+#: The bundled file most mutants edit, and the training wrapper some edit instead.
+SUBJECT_FILE = "head_fixed.py"
+WRAPPER_FILE = "timm_imagenet_exp.py"
 
 
 @dataclass(frozen=True)
 class Mutant:
-    """A named source transformation: ``edits`` are ``(old, new)`` pairs applied in order."""
+    """A named source transformation: ``edits`` are ``(old, new)`` pairs applied in order
+    to the bundled reference ``file``."""
 
     id: str
     part: str
     description: str
     edits: tuple[tuple[str, str], ...]
     hint: tuple[str, ...] = ()
+    file: str = SUBJECT_FILE
 
 
 def apply(mutant: Mutant, source: str) -> str:
@@ -43,6 +62,10 @@ def _m(id: str, part: str, description: str, old: str, new: str, *hint: str) -> 
     return Mutant(id, part, description, ((old, new),), hint)
 
 
+def _wrapper(id: str, part: str, description: str, old: str, new: str, *hint: str) -> Mutant:
+    return Mutant(id, part, description, ((old, new),), hint, WRAPPER_FILE)
+
+
 _CON_PAIRS = "pairs = valid.unsqueeze(0) & valid.unsqueeze(1) & (owner.unsqueeze(0) != owner.unsqueeze(1))"
 _GATE = "gate_weights = F.softmax(self.gate(torch.cat([cross_out, self_out, light_out], dim=-1)), dim=-1)"
 _EMA_MIX = "mixed = m * old + (1 - m) * F.normalize(new_value.to(old.dtype), p=2, dim=-1)"
@@ -56,6 +79,8 @@ _DIV_PAIRS = "pairs = valid.unsqueeze(-1) & valid.unsqueeze(-2) & ~eye"
 _PROTO_SUM = 'terms["cluster_loss"] + terms["sep_loss"] + terms["div_loss"] + terms["contrastive_loss"]'
 _LOGITS = "logits = self.aggregate_similarities(similarities) * self.temperature"
 _ATTN = "updated, attn_weights = self.mixed_attn(queries, pool_proj)"
+_SEP_TERM = '"sep_loss": self.sep_scale * self.compute_separation_loss(distances, labels, valid_mask=valid)'
+_DIV_TERM = '"div_loss": self.div_scale * self.compute_diversity_loss(prototypes, valid_mask=valid)'
 _LOSS_IN = (
     "        distances = 1 - similarities\n        valid = self._valid(proto_indices, valid_mask, distances.device)\n"
 )
@@ -162,6 +187,29 @@ MUTANTS: tuple[Mutant, ...] = (
     _m("data-write", "engineering", "the EMA writes the parameter through .data again",
        _EMA_WRITE, "self.prototypes.data[proto_idx] = torch.where(norm > _EMA_EPS, mixed / norm.clamp(min=_EMA_EPS), old)",
        "static.data-writes"),
+    # ------------------------------------------------------------------ from bug reports
+    _m("sep-detached", "trains", "the separation term is computed with .detach(): its value is right, it never trains",
+       _SEP_TERM, _SEP_TERM + ".detach()", "forward.contract", "loss.separation-value", "losses.conflicts"),
+    _m("div-detached", "trains", "the diversity term is computed with .detach(): its value is right, it never trains",
+       _DIV_TERM, _DIV_TERM + ".detach()", "loss.diversity-value", "losses.conflicts", "forward.contract"),
+    Mutant("masked-min-is-zero", "trains",
+           "cluster and separation take the minimum of (distance * mask): 0 at every masked-out slot, so the "
+           "nearest distance is always 0 (cluster is 0, separation the constant margin)",
+           ((_CLUSTER_NEAREST, "nearest = (own * own_valid).amin(-1)"),
+            (_SEP_NEAREST, "nearest = (distances * other).flatten(1).amin(-1)")),
+           ("loss.cluster-nearest", "loss.separation-value", "losses.conflicts")),
+    _m("ema-writes-copy", "ema", "the EMA writes into a copy of the row (list indexing copies), so the update has no effect",
+       _EMA_WRITE, _EMA_WRITE.replace("self.prototypes[proto_idx]", "self.prototypes[[proto_idx]]"),
+       "ema.standard", "ema.isolation"),
+    _m("compat-ignores-max-prototypes", "compat", "the compatibility Head accepts max_prototypes but always uses 2 * num_prototypes",
+       "max_prototypes=2 * num_prototypes if max_prototypes is None else max_prototypes,",
+       "max_prototypes=2 * num_prototypes,", "compat.constructor"),
+    _m("compat-drops-var-threshold", "compat", "the compatibility Head accepts var_threshold but does not pass it on",
+       "            var_threshold=var_threshold,\n", "", "compat.constructor"),
+    _m("keyword-margin-ignored", "compat", "HeadOptimal accepts margin but never passes it to the loss (the default 0.3 is used)",
+       "            margin=margin,\n", "", "compat.constructor", "loss.separation-value"),
+    _wrapper("wrapper-detection-inverted", "wrapper", "the wrapper's multi-prototype detection has its condition inverted",
+             'if hasattr(head, "proto_manager"):', 'if not hasattr(head, "proto_manager"):', "trainer.detect"),
 )  # fmt: skip
 
 EQUIVALENTS: tuple[Mutant, ...] = (
@@ -176,6 +224,7 @@ EQUIVALENTS: tuple[Mutant, ...] = (
             ("return (per_class * counted).sum() / counted.sum().clamp(min=1)",
              "return (per_class * included).sum() / included.sum().clamp(min=1)"),
         ),
+        ("loss.separation-value", "static.class-loops"),
     ),
     Mutant(
         "reorder-cluster-statements",
@@ -188,11 +237,47 @@ EQUIVALENTS: tuple[Mutant, ...] = (
             ("        onehot = self._onehot(labels, distances.dtype)\n        counts = onehot.sum(0)\n        per_class = (onehot * nearest",
              "        per_class = (onehot * nearest"),
         ),
+        ("loss.cluster-nearest", "loss.cluster-scale"),
     ),
     Mutant(
         "amax-spelled-as-function",
         "aggregation",
         "the aggregation's method call written as the torch function (same operator)",
         ((_AGG, 'return torch.amax(similarities.masked_fill(~valid, float("-inf")), dim=-1)'),),
+        ("forward.aggregation", "static.class-loops"),
+    ),
+    # ------------------------------------------------------------------ head_optimal.py (many findings)
+    Mutant(
+        "optimal-rename-cluster-locals",
+        "cluster",
+        "head_optimal.py: renamed locals of compute_cluster_loss's loop (weighted -> acc, valid_classes -> present)",
+        (
+            ("        weighted = torch.tensor(0.0, device=distances.device)\n        valid_classes = 0\n",
+             "        acc = torch.tensor(0.0, device=distances.device)\n        present = 0\n"),
+            ("weighted = weighted + weights[c] * nearest.mean()\n            valid_classes += 1",
+             "acc = acc + weights[c] * nearest.mean()\n            present += 1"),
+            ("        if valid_classes > 0:\n            return weighted / valid_classes",
+             "        if present > 0:\n            return acc / present"),
+        ),
+        ("loss.cluster-nearest", "loss.cluster-scale", "static.class-loops", "static.host-syncs"),
+        "head_optimal.py",
+    ),
+    Mutant(
+        "optimal-reorder-ema-statements",
+        "ema",
+        "head_optimal.py: the two independent first statements of momentum_update swapped",
+        (("        new_value_norm = F.normalize(new_value, p=2, dim=-1)\n        m = self.momentum\n",
+          "        m = self.momentum\n        new_value_norm = F.normalize(new_value, p=2, dim=-1)\n"),),
+        ("ema.standard", "ema.unit-norm", "static.data-writes"),
+        "head_optimal.py",
+    ),
+    Mutant(
+        "optimal-min-spelled-as-function",
+        "separation",
+        "head_optimal.py: separation's method call .min(dim=-1) written as torch.min (same operator)",
+        (("nearest_other = torch.cat(others, dim=-1).min(dim=-1).values",
+          "nearest_other = torch.min(torch.cat(others, dim=-1), dim=-1).values"),),
+        ("loss.separation-value", "static.class-loops", "static.host-syncs"),
+        "head_optimal.py",
     ),
 )  # fmt: skip
