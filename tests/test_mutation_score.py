@@ -32,10 +32,7 @@ SOURCE = bundled_reference("head_fixed.py").read_text(encoding="utf-8")
 
 #: Mutants that no check on this branch detects yet, and the change expected to detect
 #: them. Strict: once that change is merged the test passes, and the entry must go.
-AWAITING: dict[str, str] = {
-    "compat-ignores-max-prototypes": "issue 25: compat.constructor reading max_prototypes back at a non-default value",
-    "compat-drops-var-threshold": "issue 25: compat.constructor reading var_threshold back at a non-default value",
-}
+AWAITING: dict[str, str] = {}
 
 FROM_BUG_REPORTS = (
     "sep-detached",
