@@ -14,10 +14,12 @@ from pathlib import Path
 
 import pytest
 
-from headaudit.fingerprints import findings_of, normalise
-from headaudit.guard import compare
+from headaudit.errors import CheckDefinitionError
+from headaudit.fingerprints import Headline, findings_of, normalise
+from headaudit.guard import compare, regressions_of, worsened
 from headaudit.messages import Msg
 from headaudit.model import Report, Result
+from headaudit.registry import Check
 from tests.mutation.catalogue import MUTANTS, apply
 from tests.test_cli import headaudit
 
@@ -83,6 +85,109 @@ def test_results_in_json_carry_their_findings(reference_report: Report) -> None:
         assert raw["findings"] == [f.to_dict() for f in result.findings()]
         assert (raw["findings"] == []) == (result.verdict == "pass")
     assert Report.from_dict(json.loads(json.dumps(data))).to_dict() == data
+
+
+# --- headline figures ---------------------------------------------------------------------
+
+_SHRINK = {"weights.absent-classes.mode_fail": Headline("factor", "lower")}
+
+
+def _absent(factors: dict[str, float], headlines: dict[str, Headline] | None = None) -> Result:
+    """A hand-made weights.absent-classes failure: one mode_fail per mode, with its factor."""
+    modes = [
+        Msg(
+            "weights.absent-classes.mode_fail",
+            {
+                "mode": Msg("weights.mode.setting", {"setting": mode}),
+                "extra": 3,
+                "factor": factor,
+                "batch": 16,
+                "median": 0.5,
+                "p10": 0.25,
+                "p90": 0.75,
+            },
+        )
+        for mode, factor in factors.items()
+    ]
+    message = Msg("weights.absent-classes.fail", {"modes": modes})
+    return Result(
+        "weights.absent-classes",
+        "candidate",
+        "fail",
+        message,
+        {},
+        headlines=_SHRINK if headlines is None else headlines,
+    )
+
+
+def test_each_finding_records_its_declared_figure_and_numbers_stay_out_of_fingerprints() -> None:
+    result = _absent({"use_class_balanced=True": 0.0117, "use_class_balanced=False": 0.00159})
+    own, *modes = result.findings()
+    assert (own.figure, own.worse) == (None, None)  # the fail message itself declares no figure
+    assert [(f.keys[-1], f.figure, f.worse) for f in modes] == [
+        ("use_class_balanced=True", 0.0117, "lower"),
+        ("use_class_balanced=False", 0.00159, "lower"),
+    ]
+    moved = _absent({"use_class_balanced=True": 0.0117, "use_class_balanced=False": 1.59e-06})
+    assert [f.fingerprint for f in moved.findings()] == [f.fingerprint for f in result.findings()]
+    assert modes[1].to_dict()["figure"] == 0.00159
+    assert "figure" not in own.to_dict()
+    data = result.to_dict()
+    assert Result.from_dict(data).to_dict() == data  # the declarations travel with the result
+
+
+@pytest.mark.parametrize(
+    ("was", "now", "worse", "regression"),
+    [
+        (0.00159, 1.59e-06, "lower", True),  # the 1e-12 edit: 1000x smaller
+        (0.00159, 0.00053, "lower", False),  # 3x: rounding and seeds move figures, an order of magnitude does not
+        (0.00159, 0.000159, "lower", True),  # exactly 10x
+        (0.00159, 0.0159, "lower", False),  # 10x the better way
+        (2e-07, 2e-06, "higher", True),
+        (2e-07, 6e-07, "higher", False),
+        (2e-06, 2e-07, "higher", False),  # 10x the better way
+        (0.0, 1e-9, "higher", True),  # from nothing: no factor is large enough to excuse it
+        (0.0, 0.0, "lower", False),
+        (-0.5, -5.0, "higher", True),  # by magnitude
+        (0.5, float("nan"), "lower", True),  # a figure that breaks down
+        (float("nan"), 0.5, "higher", False),
+    ],
+)
+def test_a_figure_is_a_regression_when_it_moves_ten_times_the_worse_way(
+    was: float, now: float, worse: str, regression: bool
+) -> None:
+    assert worsened(was, now, worse) is regression  # type: ignore[arg-type]
+
+
+def test_a_figure_ten_times_worse_is_one_line_with_both_figures() -> None:
+    before = _absent({"use_class_balanced=True": 0.0117, "use_class_balanced=False": 0.00159})
+    after = _absent({"use_class_balanced=True": 0.0117, "use_class_balanced=False": 1.59e-06})
+    found = regressions_of(after, before)
+    assert [g.line() for g in found] == [
+        "candidate weights.absent-classes: worse figure: weights.absent-classes.mode_fail (modes, "
+        f"weights.mode.setting, use_class_balanced=False): 0.00159 -> 1.59e-06, 1000x lower (lower is worse) "
+        f"[{after.findings()[2].fingerprint}]"
+    ]
+    assert regressions_of(after, before, before.to_dict()) == found  # recorded figures, read from the JSON
+    assert regressions_of(before, after) == []  # 1000x better
+    assert (
+        regressions_of(_absent({"use_class_balanced=True": 0.0117, "use_class_balanced=False": 0.00053}), before) == []
+    )
+    undeclared = _absent({"use_class_balanced=False": 1.59e-06}, headlines={})
+    assert regressions_of(undeclared, _absent({"use_class_balanced=False": 0.00159}, headlines={})) == []
+
+
+def test_a_headline_must_name_a_placeholder_of_its_message() -> None:
+    def judge(_: object) -> object:
+        raise AssertionError
+
+    with pytest.raises(CheckDefinitionError, match="'median_shrink', which is not a placeholder"):
+        Check(
+            id="weights.absent-classes", catalogue=3, measure=judge, judge=judge,  # type: ignore[arg-type]
+            headlines={"weights.absent-classes.mode_fail": Headline("median_shrink", "lower")},
+        )  # fmt: skip
+    with pytest.raises(ValueError, match="worse='smaller'"):
+        Headline("factor", "smaller")  # type: ignore[arg-type]
 
 
 # --- compare ------------------------------------------------------------------------------

@@ -462,6 +462,7 @@ CHECKS: tuple[Check[Any], ...] = (
         judge=_judge_step_time,
         severity="low",
         group="performance",
+        timing=True,
     ),
     Check(
         id="perf.op-count",
