@@ -9,16 +9,18 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import shutil
 from pathlib import Path
 
 import pytest
 
+from headaudit.cli import plan_check
 from headaudit.errors import CheckDefinitionError
 from headaudit.fingerprints import Headline, findings_of, normalise
 from headaudit.guard import compare, regressions_of, worsened
 from headaudit.messages import Msg
-from headaudit.model import Report, Result
+from headaudit.model import CheckInfo, Report, Result
 from headaudit.registry import Check
 from tests.mutation.catalogue import MUTANTS, apply
 from tests.test_cli import headaudit
@@ -289,6 +291,89 @@ def test_an_interface_change_is_reported(project: Path) -> None:
     out = headaudit("check", "--expect", "audit.json", "--candidate", spec, cwd=project)
     assert out.returncode == 1, out.stderr
     assert "regression: candidate forward.contract: interface changed: constructor argument temperature:" in out.stdout
+
+
+def test_a_figure_a_thousand_times_worse_fails_check_and_three_times_does_not(tmp_path: Path) -> None:
+    """The 1e-6 -> 1e-12 edit of the absent-class weight keeps every fingerprint but makes
+    the shrink factor 1000x smaller: one regression line with both figures. An edit that
+    moves it 3x is within what the guard lets figures move."""
+    source = OPTIMAL.read_text(encoding="utf-8")
+    term = "torch.sqrt(class_count + 1e-6)"
+    assert source.count(term) == 1
+    (tmp_path / "head_optimal.py").write_text(source, encoding="utf-8")
+    args = ("--candidate", "head_optimal.py", "--only", "weights.absent-classes", "--no-bench", "--format", "json")
+    out = headaudit("report", *args, cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    (tmp_path / "audit.json").write_text(out.stdout, encoding="utf-8")
+    recorded = json.loads(out.stdout)
+    candidate = next(r for r in recorded["results"] if r["subject"] == "candidate")
+    figures = {tuple(f["keys"]): f["figure"] for f in candidate["findings"] if "figure" in f}
+    was = figures[("modes", "weights.mode.setting", "use_class_balanced=False")]
+
+    edited = source.replace(term, "torch.sqrt(class_count + 1e-12)")
+    (tmp_path / "head_optimal.py").write_text(edited, encoding="utf-8")
+    bad = headaudit("check", "--expect", "audit.json", cwd=tmp_path)
+    assert bad.returncode == 1, bad.stdout + bad.stderr
+    lines = bad.stdout.splitlines()
+    assert len(lines) == 1, bad.stdout
+    head, _, moved = lines[0].partition(f": {was:g} -> ")
+    assert head.startswith(
+        "regression: candidate weights.absent-classes: worse figure: weights.absent-classes.mode_fail"
+    )
+    assert "use_class_balanced=False" in head
+    now = float(moved.split(",")[0])
+    assert 500 < was / now < 2000, lines[0]  # about 1000x: sqrt(1e-6 / 1e-12)
+    assert "x lower (lower is worse) [" in moved
+
+    (tmp_path / "head_optimal.py").write_text(
+        source.replace(term, "torch.sqrt(class_count + 1.1e-7)"), encoding="utf-8"
+    )
+    small = headaudit("check", "--expect", "audit.json", cwd=tmp_path)  # sqrt(1e-6 / 1.1e-7): 3x smaller
+    assert small.returncode == 0, small.stdout + small.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "env", "needle"),
+    [
+        (["--seed", "3"], {}, "seed 3 (recorded 0)"),
+        ([], {"HYPOTHESIS_PROFILE": "dev"}, "profile 'dev' (recorded 'ci')"),
+        (["--seed", "3", "--profile", "dev"], {}, "seed 3 (recorded 0) and profile 'dev' (recorded 'ci')"),
+        (["--seed", "3", "--accept-mismatch", " "], {}, "--accept-mismatch needs the reason"),
+    ],
+)
+def test_a_check_under_another_seed_or_profile_is_one_line_and_exit_2(
+    project: Path, args: list[str], env: dict[str, str], needle: str
+) -> None:
+    environ = {**os.environ, "HYPOTHESIS_PROFILE": "ci", **env}
+    out = headaudit("check", "--expect", "audit.json", *args, cwd=project, env=environ)
+    assert out.returncode == 2, out.stdout + out.stderr
+    assert out.stderr.count("\n") == 1, out.stderr
+    assert needle in out.stderr
+    assert out.stdout == ""
+
+
+def test_accept_mismatch_compares_and_says_why(project: Path) -> None:
+    """A seed-free check compared under another seed, accepted with a reason."""
+    why = "nightly: seed sweep"
+    args = ("--only", "static.host-syncs", "--seed", "3", "--accept-mismatch", why)
+    out = headaudit("check", "--expect", "audit.json", *args, cwd=project)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert f"headaudit: note: compared across runs: seed 3 (recorded 0), accepted: {why}" in out.stderr
+
+
+def test_check_compares_the_exact_op_count_without_bench(project: Path, tmp_path: Path) -> None:
+    """perf.op-count is an exact count, compared on every check; timings need --bench."""
+    data = json.loads((project / "audit.json").read_text(encoding="utf-8"))
+    for check_id in ("perf.step-time", "perf.op-count"):
+        data["checks"].append(CheckInfo(check_id, 4, "low", group="performance").to_dict())
+    expect = tmp_path / "audit.json"
+    expect.write_text(json.dumps(data), encoding="utf-8")
+    plain = {c.id for c in plan_check(["--expect", str(expect)]).checks}
+    assert "perf.op-count" in plain
+    assert "perf.step-time" not in plain
+    assert {"perf.op-count", "perf.step-time"} <= {
+        c.id for c in plan_check(["--expect", str(expect), "--bench"]).checks
+    }
 
 
 def test_update_records_and_the_next_check_passes(tmp_path: Path) -> None:

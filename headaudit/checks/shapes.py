@@ -30,6 +30,7 @@ from hypothesis import strategies as st
 from headaudit.adapters import Head
 from headaudit.checks._common import coarsest, dtype_name, tolerance
 from headaudit.context import Context, Refuted
+from headaudit.fingerprints import Headline
 from headaudit.messages import Msg
 from headaudit.model import Finding
 from headaudit.registry import Check
@@ -189,10 +190,23 @@ def _measure_independence(ctx: Context) -> IndependenceMeasurement:
     )
 
 
+def _coupled_by(bad: Coupling) -> list[Msg]:
+    """What the counterexample shows, one finding each: which perturbation changed the
+    sample's logits (evaluating it alone, replacing the other samples) and whether any
+    prediction flipped, so a second kind of coupling is a new finding."""
+    kinds = [
+        Msg(f"shapes.batch-independence.{name}")
+        for name, change in (("alone", bad.alone_change), ("others", bad.others_change))
+        if not change <= bad.tolerance  # NaN counts as changed
+    ]
+    return [*kinds, Msg("shapes.batch-independence.flipped")] if bad.flipped else kinds
+
+
 def _judge_independence(m: IndependenceMeasurement) -> Finding:
     bad = m.counterexample
     if bad is not None:
         params = {
+            "kinds": _coupled_by(bad),
             "batch": bad.batch,
             "alone": bad.alone_change,
             "others": bad.others_change,
@@ -396,6 +410,10 @@ CHECKS: tuple[Check[Any], ...] = (
         measure=_measure_global,
         judge=_judge_global,
         severity="medium",
+        headlines={
+            "shapes.global-3d.case_singleton": Headline("change", "higher"),
+            "shapes.global-3d.case_mean": Headline("change", "higher"),
+        },
     ),
     Check(
         id="shapes.batch-independence",
@@ -405,6 +423,7 @@ CHECKS: tuple[Check[Any], ...] = (
         severity="high",
         search=True,
         group="missed",
+        headlines={"shapes.batch-independence.fail": Headline("largest", "higher")},
     ),
     Check(
         id="shapes.permutation",
@@ -413,6 +432,7 @@ CHECKS: tuple[Check[Any], ...] = (
         judge=_judge_permutation,
         severity="medium",
         search=True,
+        headlines={"shapes.permutation.fail": Headline("change", "higher")},
     ),
     Check(
         id="shapes.dtype",
