@@ -15,13 +15,16 @@ from pathlib import Path
 
 import pytest
 
+from headaudit.checks import ema, shapes
+from headaudit.checks.shapes import Coupling, IndependenceMeasurement
 from headaudit.cli import plan_check
 from headaudit.errors import CheckDefinitionError
 from headaudit.fingerprints import Headline, findings_of, normalise
 from headaudit.guard import compare, regressions_of, worsened
 from headaudit.messages import Msg
-from headaudit.model import CheckInfo, Report, Result
+from headaudit.model import CheckInfo, Finding, Report, Result
 from headaudit.registry import Check
+from tests.conftest import LoadSubject, RunCheck
 from tests.mutation.catalogue import MUTANTS, apply
 from tests.test_cli import headaudit
 
@@ -190,6 +193,82 @@ def test_a_headline_must_name_a_placeholder_of_its_message() -> None:
         )  # fmt: skip
     with pytest.raises(ValueError, match="worse='smaller'"):
         Headline("factor", "smaller")  # type: ignore[arg-type]
+
+
+# --- every fail names what failed ----------------------------------------------------------
+
+
+def _unnamed(results: tuple[Result, ...] | list[Result]) -> list[tuple[str, str, str]]:
+    """The fail results none of whose findings has a key: a second defect there would keep
+    every fingerprint and pass the guard."""
+    return [
+        (r.subject, r.check, r.message.id)
+        for r in results
+        if r.verdict == "fail" and not any(f.keys for f in r.findings())
+    ]
+
+
+def test_every_fail_of_the_references_names_what_failed(reference_report: Report) -> None:
+    fails = [r for r in reference_report.results if r.verdict == "fail"]
+    assert len({r.check for r in fails}) >= 15  # the references fail many checks: the test is not vacuous
+    assert _unnamed(fails) == []
+
+
+@pytest.mark.parametrize("role", ["baseline", "candidate"])
+def test_every_fail_of_the_hand_made_subjects_names_what_failed(
+    subject: LoadSubject, check: RunCheck, role: str
+) -> None:
+    checks = ("shapes.batch-independence", "shapes.permutation")
+    results = [check(check_id, subject("positional_batch"), role) for check_id in checks]
+    assert [r.verdict for r in results] == ["fail", "fail"]
+    assert _unnamed(results) == []
+
+
+def _coupling(alone: float, others: float, flipped: int) -> Finding:
+    bad = Coupling(batch=2, salt=0, alone_change=alone, others_change=others, largest_change=max(alone, others),
+                   flipped=flipped, tolerance=1e-4)  # fmt: skip
+    return shapes._judge_independence(IndependenceMeasurement(bad, 3, max(alone, others), 1e-4, "float32"))
+
+
+def _kinds(check_id: str, finding: Finding) -> set[str]:
+    return {f.kind for f in findings_of(check_id, finding.verdict, finding.message.to_dict(), {})}
+
+
+def test_a_second_kind_of_batch_coupling_is_a_new_finding() -> None:
+    alone = _kinds("shapes.batch-independence", _coupling(0.5, 0.0, 0))
+    both = _kinds("shapes.batch-independence", _coupling(0.5, 0.3, 0))
+    flipped = _kinds("shapes.batch-independence", _coupling(0.5, 0.3, 2))
+    others = _kinds("shapes.batch-independence", _coupling(0.0, float("nan"), 0))
+    prefix = "shapes.batch-independence."
+    assert alone == {prefix + "fail", prefix + "alone"}
+    assert both - alone == {prefix + "others"}
+    assert flipped - both == {prefix + "flipped"}
+    assert others == {prefix + "fail", prefix + "others"}  # a NaN change is a change
+
+
+def _violation(norm: float, found_by: str, sequence: str) -> Finding:
+    bad = ema.NormViolation(0, norm, 0.5, ("head(momentum=0.5)",), found_by, sequence)
+    return ema._judge_unit_norm(ema.UnitNormMeasurement(bad, 10, 0, (0.5,), {}, 1e-4))
+
+
+def test_a_second_kind_of_norm_violation_is_a_new_finding() -> None:
+    def prints(finding: Finding) -> tuple[str, ...]:
+        return tuple(f.fingerprint for f in findings_of("ema.unit-norm", "fail", finding.message.to_dict(), {}))
+
+    zero = _violation(0.0, "battery", "v1=-row")
+    assert prints(zero) == prints(_violation(1e-9, "battery", "v1=-row"))  # numbers are not identity
+    others = [
+        _violation(0.0, "battery", "v1=-row; v2=-c*v1"),  # another cancellation family
+        _violation(1.5, "battery", "v1=-row"),  # off 1, not collapsed
+        _violation(float("nan"), "battery", "v1=-row"),
+        _violation(0.0, "search", "update, apply"),
+    ]
+    assert len({prints(zero), *(prints(o) for o in others)}) == 5
+    assert findings_of("ema.unit-norm", "fail", zero.message.to_dict(), {})[0].keys == (
+        "ema.unit-norm.zero",
+        "ema.unit-norm.battery",
+        "kind=v1=-row",
+    )
 
 
 # --- compare ------------------------------------------------------------------------------

@@ -231,6 +231,8 @@ class PermutationViolation:
     permutation: tuple[int, ...]
     change: float
     tolerance: float
+    moved_changed: bool = True  # a sample the permutation moves has other logits
+    fixed_changed: bool = False  # a sample it leaves in place has other logits
 
 
 @dataclass(frozen=True)
@@ -260,7 +262,11 @@ def _measure_permutation(ctx: Context) -> PermutationMeasurement:
         seen["batches"] += 1
         seen["change"], seen["tol"] = max(seen["change"], change), max(seen["tol"], tol)
         if not change <= tol:
-            raise Refuted(PermutationViolation(batch, salt, tuple(int(i) for i in perm), change, tol))
+            rows = [not _change(plain[perm][i], permuted[i]) <= tol for i in range(batch)]
+            moved = [bool(perm[i] != i) for i in range(batch)]
+            found = (any(r and m for r, m in zip(rows, moved, strict=True)),
+                     any(r and not m for r, m in zip(rows, moved, strict=True)))  # fmt: skip
+            raise Refuted(PermutationViolation(batch, salt, tuple(int(i) for i in perm), change, tol, *found))
 
     found = ctx.search(st.tuples(st.integers(2, 16), st.integers(0, 99)), prop, ci_examples=10, explicit=_EXPLICIT)
     return PermutationMeasurement(
@@ -275,7 +281,9 @@ def _measure_permutation(ctx: Context) -> PermutationMeasurement:
 def _judge_permutation(m: PermutationMeasurement) -> Finding:
     bad = m.counterexample
     if bad is not None:
+        which = [("moved", bad.moved_changed), ("fixed", bad.fixed_changed)]
         params = {
+            "changed": [Msg(f"shapes.permutation.{name}") for name, changed in which if changed],
             "batch": bad.batch,
             "permutation": list(bad.permutation),
             "change": bad.change,
