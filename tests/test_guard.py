@@ -17,7 +17,7 @@ import pytest
 
 from headaudit.checks import ema, shapes
 from headaudit.checks.shapes import Coupling, IndependenceMeasurement
-from headaudit.cli import plan_check
+from headaudit.cli import main, plan_check
 from headaudit.errors import CheckDefinitionError
 from headaudit.fingerprints import Headline, findings_of, normalise
 from headaudit.guard import compare, regressions_of, worsened
@@ -375,13 +375,16 @@ def test_an_interface_change_is_reported(project: Path) -> None:
 def test_a_figure_a_thousand_times_worse_fails_check_and_three_times_does_not(tmp_path: Path) -> None:
     """The 1e-6 -> 1e-12 edit of the absent-class weight keeps every fingerprint but makes
     the shrink factor 1000x smaller: one regression line with both figures. An edit that
-    moves it 3x is within what the guard lets figures move."""
+    moves it 3x is within what the guard lets figures move. Recorded under the ``dev``
+    profile (half the simulated batches: the figure is the direct comparison's), which
+    ``check`` then takes from the recording."""
     source = OPTIMAL.read_text(encoding="utf-8")
     term = "torch.sqrt(class_count + 1e-6)"
     assert source.count(term) == 1
     (tmp_path / "head_optimal.py").write_text(source, encoding="utf-8")
-    args = ("--candidate", "head_optimal.py", "--only", "weights.absent-classes", "--no-bench", "--format", "json")
-    out = headaudit("report", *args, cwd=tmp_path)
+    env = {k: v for k, v in os.environ.items() if k != "HYPOTHESIS_PROFILE"}
+    args = ("--candidate", "head_optimal.py", "--only", "weights.absent-classes", "--no-bench", "--profile", "dev")
+    out = headaudit("report", *args, "--format", "json", cwd=tmp_path, env=env)
     assert out.returncode == 0, out.stderr
     (tmp_path / "audit.json").write_text(out.stdout, encoding="utf-8")
     recorded = json.loads(out.stdout)
@@ -391,7 +394,7 @@ def test_a_figure_a_thousand_times_worse_fails_check_and_three_times_does_not(tm
 
     edited = source.replace(term, "torch.sqrt(class_count + 1e-12)")
     (tmp_path / "head_optimal.py").write_text(edited, encoding="utf-8")
-    bad = headaudit("check", "--expect", "audit.json", cwd=tmp_path)
+    bad = headaudit("check", "--expect", "audit.json", cwd=tmp_path, env=env)
     assert bad.returncode == 1, bad.stdout + bad.stderr
     lines = bad.stdout.splitlines()
     assert len(lines) == 1, bad.stdout
@@ -407,7 +410,7 @@ def test_a_figure_a_thousand_times_worse_fails_check_and_three_times_does_not(tm
     (tmp_path / "head_optimal.py").write_text(
         source.replace(term, "torch.sqrt(class_count + 1.1e-7)"), encoding="utf-8"
     )
-    small = headaudit("check", "--expect", "audit.json", cwd=tmp_path)  # sqrt(1e-6 / 1.1e-7): 3x smaller
+    small = headaudit("check", "--expect", "audit.json", cwd=tmp_path, env=env)  # sqrt(1e-6 / 1.1e-7): 3x smaller
     assert small.returncode == 0, small.stdout + small.stderr
 
 
@@ -421,14 +424,22 @@ def test_a_figure_a_thousand_times_worse_fails_check_and_three_times_does_not(tm
     ],
 )
 def test_a_check_under_another_seed_or_profile_is_one_line_and_exit_2(
-    project: Path, args: list[str], env: dict[str, str], needle: str
+    project: Path,
+    args: list[str],
+    env: dict[str, str],
+    needle: str,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
-    environ = {**os.environ, "HYPOTHESIS_PROFILE": "ci", **env}
-    out = headaudit("check", "--expect", "audit.json", *args, cwd=project, env=environ)
-    assert out.returncode == 2, out.stdout + out.stderr
-    assert out.stderr.count("\n") == 1, out.stderr
-    assert needle in out.stderr
-    assert out.stdout == ""
+    """Refused before anything runs (so in this process: the plan is all there is)."""
+    monkeypatch.chdir(project)
+    for name, value in {"HYPOTHESIS_PROFILE": "ci", **env}.items():
+        monkeypatch.setenv(name, value)
+    assert main(["check", "--expect", "audit.json", *args]) == 2
+    out = capsys.readouterr()
+    assert out.err.count("\n") == 1, out.err
+    assert needle in out.err
+    assert out.out == ""
 
 
 def test_accept_mismatch_compares_and_says_why(project: Path) -> None:
