@@ -66,7 +66,8 @@ exit codes:
   0  report written, every check ran
   1  report written, some check could not run (verdict `error`); `check`: a regression
      (or `--update` changed the file); `mutate`: a surviving mutant or a false alarm
-  2  bad input: missing file or class, a head whose constructor raises, a bad option
+  2  bad input: missing file or class, a head whose constructor raises, a bad option;
+     `check`: a seed or profile other than the recording's (without --accept-mismatch)
 
 environment:
   HYPOTHESIS_PROFILE  ci (default: seeded, the budgets the detection rates were
@@ -204,9 +205,11 @@ def _add_check_parser(sub: Any) -> None:
         help="run the audit again and exit 1 when anything got worse than a recorded JSON report",
         description=(
             "Compare this run with a report recorded by `headaudit report --format json > audit.json`: "
-            "a worse verdict, a finding whose fingerprint is not recorded, or a changed interface of "
-            "forward.contract is a regression, printed on one line each (exit 1). The subjects, host, maps, "
-            "seed and timeout are the recorded run's unless given here or in [tool.headaudit]."
+            "a worse verdict, a finding whose fingerprint is not recorded, a recorded finding whose headline "
+            "figure moved 10x or more the worse way, or a changed interface of forward.contract is a "
+            "regression, printed on one line each (exit 1). The subjects, host, maps, seed, profile and "
+            "timeout are the recorded run's unless given here or in [tool.headaudit]; another seed or "
+            "profile than the recording's exits 2 unless --accept-mismatch says why."
         ),
         epilog=_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
