@@ -24,6 +24,7 @@ regressions (they are listed as notes). Pure: no torch, nothing is re-run.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
@@ -80,9 +81,10 @@ def _fingerprints(raw: Mapping[str, Json] | None, result: Result) -> set[str]:
     return {f.fingerprint for f in result.findings()}
 
 
-def _figures(raw: Mapping[str, Json] | None, result: Result) -> dict[str, float]:
+def _figures(raw: Mapping[str, Json] | None, result: Result, now: Result) -> dict[str, float]:
     """The recorded headline figure of each finding, by fingerprint (as the file has them
-    where it records figures; recomputed otherwise)."""
+    where it records figures; otherwise recomputed from the recorded message, with this
+    run's declarations where the file has none: a file recorded before figures were)."""
     if raw is not None and isinstance(raw.get("findings"), list):
         recorded = {
             str(f.get("fingerprint")): figure_of(f.get("figure"))
@@ -91,6 +93,8 @@ def _figures(raw: Mapping[str, Json] | None, result: Result) -> dict[str, float]
         }
         if recorded:
             return {k: v for k, v in recorded.items() if v is not None}
+    if not result.headlines:
+        result = dataclasses.replace(result, headlines=now.headlines)
     return {f.fingerprint: f.figure for f in result.findings() if f.figure is not None}
 
 
@@ -167,7 +171,7 @@ def regressions_of(now: Result, was: Result | None, raw_was: Mapping[str, Json] 
         change = f"{was.verdict} -> {now.verdict}: {render(now.message, 'en')}"
         found.append(Regression(role, check, "verdict", change))
     known = _fingerprints(raw_was, was)
-    figures = _figures(raw_was, was)
+    figures = _figures(raw_was, was, now)
     for finding in now.findings():
         if finding.fingerprint not in known:
             found.append(Regression(role, check, "new finding", f"{finding.describe()} [{finding.fingerprint}]"))
