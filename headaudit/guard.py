@@ -11,8 +11,9 @@ subject role and check present in both, a regression is
 - a finding both results have whose headline figure (declared by the check per message,
   :class:`~headaudit.fingerprints.Headline`) moved :data:`FIGURE_FACTOR` (10) times or
   more in the worse direction, by magnitude: the same defect, much worse (a figure that
-  becomes NaN counts too). A smaller move, or any move the better way, is not: figures
-  that are not counts move with the seed's rounding, an order of magnitude does not;
+  becomes NaN counts too). A smaller move, or any move the better way, is not: a
+  harmless edit moves figures a little (rounding, another shrunk counterexample), an
+  order of magnitude is a change of behaviour;
 - any change of the interface ``forward.contract`` records (constructor signature and
   defaults, what forward returns in each mode, the loss-dict keys, parameter names and
   shapes, buffers): callers and checkpoints depend on it, so it is accepted only by
