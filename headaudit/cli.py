@@ -67,7 +67,8 @@ exit codes:
   0  report written, every check ran
   1  report written, some check could not run (verdict `error`); `check`: a regression
      (or `--update` changed the file); `mutate`: a surviving mutant or a false alarm
-  2  bad input: missing file or class, a head whose constructor raises, a bad option
+  2  bad input: missing file or class, a head whose constructor raises, a bad option;
+     `check`: a seed or profile other than the recording's (without --accept-mismatch)
 
 environment:
   HYPOTHESIS_PROFILE  ci (default: seeded, the budgets the detection rates were
@@ -201,9 +202,11 @@ def _add_check_parser(sub: Any) -> None:
         help="run the audit again and exit 1 when anything got worse than a recorded JSON report",
         description=(
             "Compare this run with a report recorded by `headaudit report --format json > audit.json`: "
-            "a worse verdict, a finding whose fingerprint is not recorded, or a changed interface of "
-            "forward.contract is a regression, printed on one line each (exit 1). The subjects, host, maps, "
-            "seed and timeout are the recorded run's unless given here or in [tool.headaudit]."
+            "a worse verdict, a finding whose fingerprint is not recorded, a recorded finding whose headline "
+            "figure moved 10x or more the worse way, or a changed interface of forward.contract is a "
+            "regression, printed on one line each (exit 1). The subjects, host, maps, seed, profile and "
+            "timeout are the recorded run's unless given here or in [tool.headaudit]; another seed or "
+            "profile than the recording's exits 2 unless --accept-mismatch says why."
         ),
         epilog=_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -224,10 +227,16 @@ def _add_check_parser(sub: Any) -> None:
         help="compare (with --update: record) only these check ids (default: as recorded)",
     )
     check.add_argument(
-        "--bench", action="store_true", help="also compare the performance checks (timings are noisy; off by default)"
+        "--bench", action="store_true", help="also compare the timed performance checks (noisy; off by default)"
     )
+    check.add_argument("--accept-mismatch", metavar="WHY", help=_ACCEPT_HELP)
     check.add_argument("--debug", action="store_true", help="show tracebacks")
 
+
+_ACCEPT_HELP = (
+    "compare even though this run's seed or Hypothesis profile differs from the recording's (it exits 2 "
+    "otherwise); WHY is printed with the comparison, e.g. --accept-mismatch 'nightly: seed sweep'"
+)
 
 _PROFILES = ("ci", "dev", "thorough")
 _MAP_HELP = "name a renamed part or forward parameter (repeatable), e.g. forward.labels=targets"
@@ -578,6 +587,8 @@ class CheckPlan:
     checks: list[Check[Any]]
     expected: Report | None
     raw: dict[str, Any] | None
+    #: How this run differs from the recording (seed, profile), accepted by --accept-mismatch.
+    mismatch: str | None = None
 
 
 def plan_check(argv: Sequence[str]) -> CheckPlan:
@@ -604,18 +615,37 @@ def _plan(args: argparse.Namespace) -> CheckPlan:
         checks = [c for c in checks if c in chosen] if expected is not None and not args.update else chosen
     args.seed = 0 if args.seed is None else args.seed
     args.control = "none" if not args.bench else args.control
-    if not args.bench:
-        checks = [c for c in checks if c.group != "performance"]
+    if not args.bench:  # timings are never byte-identical; exact counts (perf.op-count) are compared always
+        checks = [c for c in checks if not c.timing]
     if not checks:
+        raise ConfigError("no check left to run: the timed checks need --bench, and --only must name recorded ids")
+    if getattr(args, "accept_mismatch", None) is not None and not args.accept_mismatch.strip():
+        raise ConfigError("--accept-mismatch needs the reason the runs may differ, e.g. 'nightly: seed sweep'")
+    mismatch = None if expected is None or args.update else _mismatch(args, expected, path)
+    return CheckPlan(args, path, checks, expected, raw, mismatch)
+
+
+def _mismatch(args: argparse.Namespace, expected: Report, path: Path | None) -> str | None:
+    """How this run's seed and profile differ from the recording's (None: they do not).
+
+    Other inputs give other counterexamples and other figures, so a comparison across them
+    is refused in one line (exit 2) unless ``--accept-mismatch WHY`` says why it is wanted.
+    """
+    env = expected.environment
+    differs = []
+    if args.seed != env.seed:
+        differs.append(f"seed {args.seed} (recorded {env.seed})")
+    if args.profile != (env.profile or None):
+        differs.append(f"profile {args.profile!r} (recorded {env.profile!r})")
+    if not differs:
+        return None
+    what = " and ".join(differs)
+    if getattr(args, "accept_mismatch", None) is None:
         raise ConfigError(
-            "no check left to run: the performance checks need --bench, and --only must name recorded ids"
+            f"this run differs from {path}: {what}; use the recorded seed and profile, record again with "
+            "--update, or compare anyway with --accept-mismatch WHY"
         )
-    if expected is not None and args.profile != (expected.environment.profile or None) and not args.update:
-        raise ConfigError(
-            f"{path} was recorded under the {expected.environment.profile!r} profile, this run is {args.profile!r}; "
-            "use the same profile or record again with --update"
-        )
-    return CheckPlan(args, path, checks, expected, raw)
+    return f"{what}, accepted: {args.accept_mismatch}"
 
 
 def _fixed_findings(expected: Report, current: Report) -> list[str]:
@@ -656,6 +686,8 @@ def _cmd_check(args: argparse.Namespace) -> int:
         return 1 if changes else 0
     assert plan.expected is not None
     outcome = compare(plan.expected, report, plan.raw)
+    if plan.mismatch is not None:
+        print(f"headaudit: note: compared across runs: {plan.mismatch}", file=sys.stderr)
     for note in outcome.notes:
         print(f"headaudit: note: {note}", file=sys.stderr)
     for regression in outcome.regressions:

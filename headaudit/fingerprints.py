@@ -23,19 +23,36 @@ its occurrence number within that function: a renamed local or a moved line keep
 
 The fingerprint is the first 16 hex digits of SHA-256 over ``check``, ``kind`` and
 ``keys``. A passing result has no findings. Pure: no torch, nothing is re-run.
+
+Numbers never enter a fingerprint, but a finding can still carry its *headline figure*:
+a check declares, per message id, which parameter of that message is the figure the
+finding is about and which direction is worse (:class:`Headline`, in the check's
+``headlines``; no sentence is parsed). Each finding of that message then records the
+figure and the direction beside its fingerprint (``figure`` and ``worse`` in the JSON),
+so the guard can see the same finding get much worse (:mod:`headaudit.guard`).
 """
 
 from __future__ import annotations
 
 import hashlib
+import math
 import re
 from collections import Counter
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import PurePosixPath
-from typing import Any
+from typing import Any, Literal, get_args
 
-__all__ = ["FINGERPRINT_VERSION", "Fingerprint", "findings_of", "located", "normalise"]
+__all__ = [
+    "FINGERPRINT_VERSION",
+    "Fingerprint",
+    "Headline",
+    "Worse",
+    "figure_of",
+    "findings_of",
+    "located",
+    "normalise",
+]
 
 #: Bumped when the recipe changes, so a recorded baseline can say it is from another recipe.
 FINGERPRINT_VERSION = 1
@@ -60,13 +77,56 @@ def normalise(text: str) -> str:
     return _SPACE.sub(" ", text).strip()
 
 
+#: Which way a headline figure gets worse: a larger magnitude or a smaller one.
+Worse = Literal["higher", "lower"]
+
+
+@dataclass(frozen=True)
+class Headline:
+    """The headline figure of one message kind: the parameter that holds it, and which
+    direction is worse (``higher``: a difference, a count; ``lower``: a shrink factor).
+
+    Declared by the check (``Check.headlines``, keyed by message id), never read from a
+    sentence; figures are compared by magnitude."""
+
+    param: str
+    worse: Worse
+
+    def __post_init__(self) -> None:
+        if self.worse not in get_args(Worse):
+            raise ValueError(f"headline {self.param!r}: worse={self.worse!r} is not one of {get_args(Worse)}")
+
+    def to_dict(self) -> dict[str, str]:
+        return {"param": self.param, "worse": self.worse}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Json]) -> Headline:
+        return cls(str(data["param"]), data["worse"])
+
+
+def figure_of(value: Json) -> float | None:
+    """A message parameter as a figure: a number, or a frozen ``"nan"``/``"inf"``/``"-inf"``;
+    None for anything else (a bool, a string, a list)."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, (int, float)):
+        return float(value)
+    if value in ("nan", "inf", "-inf"):
+        return float(value)
+    return None
+
+
 @dataclass(frozen=True)
 class Fingerprint:
-    """One finding of one result: what it is (``kind``), what it involves (``keys``)."""
+    """One finding of one result: what it is (``kind``), what it involves (``keys``), and,
+    where its message declares one, its headline ``figure`` and which way is ``worse``
+    (neither is part of the fingerprint)."""
 
     check: str
     kind: str
     keys: tuple[str, ...]
+    figure: float | None = field(default=None, compare=False)
+    worse: Worse | None = field(default=None, compare=False)
 
     @property
     def fingerprint(self) -> str:
@@ -78,7 +138,11 @@ class Fingerprint:
         return f"{self.kind} ({', '.join(self.keys)})" if self.keys else self.kind
 
     def to_dict(self) -> dict[str, Json]:
-        return {"kind": self.kind, "keys": list(self.keys), "fingerprint": self.fingerprint}
+        data: dict[str, Json] = {"kind": self.kind, "keys": list(self.keys), "fingerprint": self.fingerprint}
+        if self.worse is not None and self.figure is not None:
+            data["figure"] = self.figure if math.isfinite(self.figure) else str(self.figure)
+            data["worse"] = self.worse
+        return data
 
 
 def _msg(value: Json) -> Mapping[str, Json] | None:
@@ -109,22 +173,39 @@ def _flat(value: Json) -> Iterator[str]:
             yield from _flat(value[name])
 
 
-def _split(check: str, message: Mapping[str, Json]) -> list[Fingerprint]:
+Headlines = Mapping[str, Headline]
+
+
+def _headline(message: Mapping[str, Json], headlines: Headlines) -> tuple[float | None, Worse | None]:
+    """The declared headline figure of ``message`` and its worse direction (None, None
+    where its id declares none or the parameter holds no number)."""
+    declared = headlines.get(str(message.get("id")))
+    if declared is None:
+        return None, None
+    figure = figure_of((message.get("params") or {}).get(declared.param))
+    return (figure, declared.worse) if figure is not None else (None, None)
+
+
+def _split(check: str, message: Mapping[str, Json], headlines: Headlines) -> list[Fingerprint]:
     """The message's own finding first, then one per item of each list parameter (single
     nested messages add their id and strings to the own finding, and their lists split
-    the same way)."""
+    the same way). Each finding carries the headline figure its message declares (the own
+    finding, where its message declares none, the first one a nested message declares)."""
     keys: list[str] = []
     items: list[Fingerprint] = []
     params = message.get("params") or {}
+    figure, worse = _headline(message, headlines)
     for name in sorted(params):
         if name in _TRACE_PARAMS:
             continue
         value = params[name]
         inner = _msg(value)
         if inner is not None:
-            own, *nested = _split(check, inner)
+            own, *nested = _split(check, inner, headlines)
             keys += [own.kind, *own.keys]
             items += nested
+            if worse is None and own.worse is not None:
+                figure, worse = own.figure, own.worse
         elif isinstance(value, str):
             keys.append(f"{name}={normalise(value)}")
         elif isinstance(value, Sequence) and value and all(isinstance(v, str) for v in value):
@@ -133,8 +214,10 @@ def _split(check: str, message: Mapping[str, Json]) -> list[Fingerprint]:
             for item in value:
                 item_msg = _msg(item)
                 if item_msg is not None:  # the list's name says which list (aligned, conflicts, ...)
-                    items.append(Fingerprint(check, str(item_msg["id"]), (name, *tuple(_flat(item))[1:])))
-    return [Fingerprint(check, str(message["id"]), tuple(keys)), *items]
+                    item_figure, item_worse = _headline(item_msg, headlines)
+                    keys_of_item = (name, *tuple(_flat(item))[1:])
+                    items.append(Fingerprint(check, str(item_msg["id"]), keys_of_item, item_figure, item_worse))
+    return [Fingerprint(check, str(message["id"]), tuple(keys), figure, worse), *items]
 
 
 def _file(path: Json) -> str:
@@ -162,8 +245,11 @@ def located(check: str, evidence: Mapping[str, Json]) -> list[tuple[Mapping[str,
     return found
 
 
-def findings_of(check: str, verdict: str, message: Mapping[str, Json], evidence: Json) -> tuple[Fingerprint, ...]:
-    """The findings of one result (``message`` as in :meth:`Msg.to_dict`), in a stable order.
+def findings_of(
+    check: str, verdict: str, message: Mapping[str, Json], evidence: Json, headlines: Headlines | None = None
+) -> tuple[Fingerprint, ...]:
+    """The findings of one result (``message`` as in :meth:`Msg.to_dict`), in a stable order,
+    each with the headline figure ``headlines`` (the check's, by message id) declares.
 
     A ``pass`` has none. Located checks give the message's id, then their places (the
     message's own parameters, such as the first place found, would move when a place is
@@ -171,8 +257,12 @@ def findings_of(check: str, verdict: str, message: Mapping[str, Json], evidence:
     """
     if verdict == "pass":
         return ()
+    declared: Headlines = headlines or {}
     sites = [f for _, f in located(check, evidence)] if isinstance(evidence, Mapping) else []
-    found = [Fingerprint(check, str(message["id"]), ()), *sites] if sites else _split(check, message)
+    if sites:
+        found = [Fingerprint(check, str(message["id"]), (), *_headline(message, declared)), *sites]
+    else:
+        found = _split(check, message, declared)
     unique: dict[str, Fingerprint] = {}
     for item in found:
         unique.setdefault(item.fingerprint, item)

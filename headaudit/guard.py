@@ -8,6 +8,12 @@ subject role and check present in both, a regression is
   stops measuring, ``n/a``, hides what it measured before);
 - a finding whose fingerprint the recorded result does not have
   (:mod:`headaudit.fingerprints`): a new defect where a check already failed;
+- a finding both results have whose headline figure (declared by the check per message,
+  :class:`~headaudit.fingerprints.Headline`) moved :data:`FIGURE_FACTOR` (10) times or
+  more in the worse direction, by magnitude: the same defect, much worse (a figure that
+  becomes NaN counts too). A smaller move, or any move the better way, is not: a
+  harmless edit moves figures a little (rounding, another shrunk counterexample), an
+  order of magnitude is a change of behaviour;
 - any change of the interface ``forward.contract`` records (constructor signature and
   defaults, what forward returns in each mode, the loss-dict keys, parameter names and
   shapes, buffers): callers and checkpoints depend on it, so it is accepted only by
@@ -19,14 +25,29 @@ regressions (they are listed as notes). Pure: no torch, nothing is re-run.
 
 from __future__ import annotations
 
+import dataclasses
+import math
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from headaudit.fingerprints import Fingerprint, Worse, figure_of
 from headaudit.messages import render
 from headaudit.model import Report, Result
 
-__all__ = ["RANK", "Comparison", "Regression", "compare", "recorded_results", "regressions_of"]
+__all__ = [
+    "FIGURE_FACTOR",
+    "RANK",
+    "Comparison",
+    "Regression",
+    "compare",
+    "recorded_results",
+    "regressions_of",
+    "worsened",
+]
+
+#: How many times worse a finding's headline figure must get to be a regression.
+FIGURE_FACTOR = 10.0
 
 #: How bad each verdict is, for the guard.
 RANK: dict[str, int] = {"pass": 0, "warn": 1, "n/a": 2, "fail": 3, "error": 4}
@@ -40,7 +61,7 @@ class Regression:
 
     role: str
     check: str
-    kind: str  # verdict, finding, interface
+    kind: str  # verdict, new finding, worse figure, interface changed
     detail: str
 
     def line(self) -> str:
@@ -59,6 +80,54 @@ def _fingerprints(raw: Mapping[str, Json] | None, result: Result) -> set[str]:
     if raw is not None and isinstance(raw.get("findings"), list):
         return {str(f.get("fingerprint")) for f in raw["findings"] if isinstance(f, Mapping)}
     return {f.fingerprint for f in result.findings()}
+
+
+def _figures(raw: Mapping[str, Json] | None, result: Result, now: Result) -> dict[str, float]:
+    """The recorded headline figure of each finding, by fingerprint (as the file has them
+    where it records figures; otherwise recomputed from the recorded message, with this
+    run's declarations where the file has none: a file recorded before figures were)."""
+    if raw is not None and isinstance(raw.get("findings"), list):
+        recorded = {
+            str(f.get("fingerprint")): figure_of(f.get("figure"))
+            for f in raw["findings"]
+            if isinstance(f, Mapping) and "figure" in f
+        }
+        if recorded:
+            return {k: v for k, v in recorded.items() if v is not None}
+    if not result.headlines:
+        result = dataclasses.replace(result, headlines=now.headlines)
+    return {f.fingerprint: f.figure for f in result.findings() if f.figure is not None}
+
+
+def worsened(was: float, now: float, worse: Worse, factor: float = FIGURE_FACTOR) -> bool:
+    """True when ``now`` is at least ``factor`` times worse than ``was``, by magnitude, in
+    the ``worse`` direction (``higher``: ``|now| >= factor*|was|``; ``lower``:
+    ``|now| <= |was|/factor``), strictly worse, or NaN where ``was`` was a number."""
+    if math.isnan(was):
+        return False
+    if math.isnan(now):
+        return True
+    before, after = abs(was), abs(now)
+    if worse == "higher":
+        return after > before and after >= factor * before
+    return after < before and after * factor <= before
+
+
+def _moved(was: float, now: float) -> str:
+    """How far a figure moved, for a person: ``1000x lower`` (``to NaN``, ``from 0``)."""
+    if math.isnan(now):
+        return "to NaN"
+    before, after = abs(was), abs(now)
+    if min(before, after) == 0 or math.isinf(max(before, after)):
+        return "from 0" if before == 0 else ("to 0" if after == 0 else "to infinity")
+    ratio = max(before, after) / min(before, after)
+    shown = f"{ratio:.0f}" if ratio >= 100 else f"{ratio:.3g}"
+    return f"{shown}x {'higher' if after > before else 'lower'}"
+
+
+def _worse_figure(finding: Fingerprint, was: float, now: float, worse: Worse) -> str:
+    """The line's detail: the finding, both figures, how far and which way is worse."""
+    return f"{finding.describe()}: {was:g} -> {now:g}, {_moved(was, now)} ({worse} is worse) [{finding.fingerprint}]"
 
 
 def _diff(before: Json, after: Json, path: str = "") -> Iterator[str]:
@@ -103,9 +172,14 @@ def regressions_of(now: Result, was: Result | None, raw_was: Mapping[str, Json] 
         change = f"{was.verdict} -> {now.verdict}: {render(now.message, 'en')}"
         found.append(Regression(role, check, "verdict", change))
     known = _fingerprints(raw_was, was)
+    figures = _figures(raw_was, was, now)
     for finding in now.findings():
         if finding.fingerprint not in known:
             found.append(Regression(role, check, "new finding", f"{finding.describe()} [{finding.fingerprint}]"))
+            continue
+        before, after, worse = figures.get(finding.fingerprint), finding.figure, finding.worse
+        if before is not None and after is not None and worse is not None and worsened(before, after, worse):
+            found.append(Regression(role, check, "worse figure", _worse_figure(finding, before, after, worse)))
     old_iface, new_iface = _interface(was), _interface(now)
     if old_iface is not None and new_iface is not None and old_iface != new_iface:
         found += [Regression(role, check, "interface changed", change) for change in _diff(old_iface, new_iface)]

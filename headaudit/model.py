@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal, cast
 
-from headaudit.fingerprints import Fingerprint, findings_of
+from headaudit.fingerprints import Fingerprint, Headline, findings_of
 from headaudit.messages import LANGS, Msg, msg_from_dict, render
 
 __all__ = [
@@ -104,16 +104,19 @@ class Result:
     evidence: Json
     search: SearchStats | None = None
     output: str = ""  # what the subject printed or warned while this check ran
+    #: The check's declared headline figures, by message id (``Check.headlines``): what
+    #: each finding records as its figure and which way is worse.
+    headlines: Mapping[str, Headline] = field(default_factory=dict)
 
     def summary(self, lang: str) -> str:
         return render(self.message, lang)
 
     def findings(self) -> tuple[Fingerprint, ...]:
         """What this result found, each with a stable fingerprint (:mod:`headaudit.fingerprints`)."""
-        return findings_of(self.check, self.verdict, self.message.to_dict(), self.evidence)
+        return findings_of(self.check, self.verdict, self.message.to_dict(), self.evidence, self.headlines)
 
     def to_dict(self) -> dict[str, Json]:
-        return {
+        data: dict[str, Json] = {
             "check": self.check,
             "subject": self.subject,
             "verdict": self.verdict,
@@ -124,6 +127,9 @@ class Result:
             "search": self.search.to_dict() if self.search else None,
             "output": self.output,
         }
+        if self.headlines:
+            data["headlines"] = {kind: h.to_dict() for kind, h in sorted(self.headlines.items())}
+        return data
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Json]) -> Result:
@@ -138,6 +144,7 @@ class Result:
             evidence=data["evidence"],
             search=SearchStats.from_dict(data["search"]) if data.get("search") else None,
             output=data.get("output", ""),
+            headlines={str(k): Headline.from_dict(v) for k, v in (data.get("headlines") or {}).items()},
         )
 
 

@@ -15,12 +15,13 @@ the measurement itself, so every number shown is one the verdict was computed fr
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar
 
 from headaudit.errors import CheckDefinitionError
-from headaudit.messages import has
+from headaudit.fingerprints import Headline
+from headaudit.messages import LANGS, catalogue, has, placeholders
 from headaudit.names import Need, parse_needs
 
 if TYPE_CHECKING:
@@ -56,6 +57,14 @@ class Check(Generic[M]):
     when that is not its catalogue section's default (the component contracts are
     catalogue 3 but have their own section: ``"contracts"``). Title and method live in
     the message catalogues as ``<id>.title`` and ``<id>.method``.
+
+    ``headlines`` declares, per message id the check's findings use, which parameter is
+    the finding's headline figure and which direction is worse
+    (:class:`~headaudit.fingerprints.Headline`); the guard calls a finding whose figure
+    moved ten times or more the worse way a regression. Each named parameter must be a
+    placeholder of that message in every language. ``timing`` marks a check whose
+    figures are wall-clock times, not byte-identical between runs: ``headaudit check``
+    compares it only with ``--bench``.
     """
 
     id: str
@@ -68,6 +77,8 @@ class Check(Generic[M]):
     search: bool = False
     group: str = ""
     runs_head: bool = True
+    headlines: Mapping[str, Headline] = field(default_factory=dict, compare=False)
+    timing: bool = False
     parsed: tuple[Need, ...] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -83,6 +94,14 @@ class Check(Generic[M]):
         for part in ("title", "method"):
             if not has(f"{self.id}.{part}"):
                 raise CheckDefinitionError(f"check {self.id!r}: '{self.id}.{part}' is missing from a message catalogue")
+        for kind, headline in self.headlines.items():
+            for lang in LANGS:
+                template = catalogue(lang).get(kind)
+                if template is None or headline.param not in placeholders(template):
+                    raise CheckDefinitionError(
+                        f"check {self.id!r}: headline of {kind!r} names {headline.param!r}, which is not a "
+                        f"placeholder of that message in the {lang!r} catalogue"
+                    )
         object.__setattr__(self, "parsed", parse_needs(self.id, self.needs))
         if not self.group:
             object.__setattr__(self, "group", _GROUPS[self.catalogue])

@@ -300,6 +300,7 @@ def run_check(
         evidence=freeze_evidence(evidence),
         search=stats,
         output=output,
+        headlines=check.headlines,
     )
 
 

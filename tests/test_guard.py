@@ -9,15 +9,22 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import shutil
 from pathlib import Path
 
 import pytest
 
-from headaudit.fingerprints import findings_of, normalise
-from headaudit.guard import compare
+from headaudit.checks import ema, shapes
+from headaudit.checks.shapes import Coupling, IndependenceMeasurement
+from headaudit.cli import main, plan_check
+from headaudit.errors import CheckDefinitionError
+from headaudit.fingerprints import Headline, findings_of, normalise
+from headaudit.guard import compare, regressions_of, worsened
 from headaudit.messages import Msg
-from headaudit.model import Report, Result
+from headaudit.model import CheckInfo, Finding, Report, Result
+from headaudit.registry import Check
+from tests.conftest import LoadSubject, RunCheck
 from tests.mutation.catalogue import MUTANTS, apply
 from tests.test_cli import headaudit
 
@@ -83,6 +90,188 @@ def test_results_in_json_carry_their_findings(reference_report: Report) -> None:
         assert raw["findings"] == [f.to_dict() for f in result.findings()]
         assert (raw["findings"] == []) == (result.verdict == "pass")
     assert Report.from_dict(json.loads(json.dumps(data))).to_dict() == data
+
+
+# --- headline figures ---------------------------------------------------------------------
+
+_SHRINK = {"weights.absent-classes.mode_fail": Headline("factor", "lower")}
+
+
+def _absent(factors: dict[str, float], headlines: dict[str, Headline] | None = None) -> Result:
+    """A hand-made weights.absent-classes failure: one mode_fail per mode, with its factor."""
+    modes = [
+        Msg(
+            "weights.absent-classes.mode_fail",
+            {
+                "mode": Msg("weights.mode.setting", {"setting": mode}),
+                "extra": 3,
+                "factor": factor,
+                "batch": 16,
+                "median": 0.5,
+                "p10": 0.25,
+                "p90": 0.75,
+            },
+        )
+        for mode, factor in factors.items()
+    ]
+    message = Msg("weights.absent-classes.fail", {"modes": modes})
+    return Result(
+        "weights.absent-classes",
+        "candidate",
+        "fail",
+        message,
+        {},
+        headlines=_SHRINK if headlines is None else headlines,
+    )
+
+
+def test_each_finding_records_its_declared_figure_and_numbers_stay_out_of_fingerprints() -> None:
+    result = _absent({"use_class_balanced=True": 0.0117, "use_class_balanced=False": 0.00159})
+    own, *modes = result.findings()
+    assert (own.figure, own.worse) == (None, None)  # the fail message itself declares no figure
+    assert [(f.keys[-1], f.figure, f.worse) for f in modes] == [
+        ("use_class_balanced=True", 0.0117, "lower"),
+        ("use_class_balanced=False", 0.00159, "lower"),
+    ]
+    moved = _absent({"use_class_balanced=True": 0.0117, "use_class_balanced=False": 1.59e-06})
+    assert [f.fingerprint for f in moved.findings()] == [f.fingerprint for f in result.findings()]
+    assert modes[1].to_dict()["figure"] == 0.00159
+    assert "figure" not in own.to_dict()
+    data = result.to_dict()
+    assert Result.from_dict(data).to_dict() == data  # the declarations travel with the result
+
+
+@pytest.mark.parametrize(
+    ("was", "now", "worse", "regression"),
+    [
+        (0.00159, 1.59e-06, "lower", True),  # the 1e-12 edit: 1000x smaller
+        (0.00159, 0.00053, "lower", False),  # 3x: rounding and seeds move figures, an order of magnitude does not
+        (0.00159, 0.000159, "lower", True),  # exactly 10x
+        (0.00159, 0.0159, "lower", False),  # 10x the better way
+        (2e-07, 2e-06, "higher", True),
+        (2e-07, 6e-07, "higher", False),
+        (2e-06, 2e-07, "higher", False),  # 10x the better way
+        (0.0, 1e-9, "higher", True),  # from nothing: no factor is large enough to excuse it
+        (0.0, 0.0, "lower", False),
+        (-0.5, -5.0, "higher", True),  # by magnitude
+        (0.5, float("nan"), "lower", True),  # a figure that breaks down
+        (float("nan"), 0.5, "higher", False),
+    ],
+)
+def test_a_figure_is_a_regression_when_it_moves_ten_times_the_worse_way(
+    was: float, now: float, worse: str, regression: bool
+) -> None:
+    assert worsened(was, now, worse) is regression  # type: ignore[arg-type]
+
+
+def test_a_figure_ten_times_worse_is_one_line_with_both_figures() -> None:
+    before = _absent({"use_class_balanced=True": 0.0117, "use_class_balanced=False": 0.00159})
+    after = _absent({"use_class_balanced=True": 0.0117, "use_class_balanced=False": 1.59e-06})
+    found = regressions_of(after, before)
+    assert [g.line() for g in found] == [
+        "candidate weights.absent-classes: worse figure: weights.absent-classes.mode_fail (modes, "
+        f"weights.mode.setting, use_class_balanced=False): 0.00159 -> 1.59e-06, 1000x lower (lower is worse) "
+        f"[{after.findings()[2].fingerprint}]"
+    ]
+    assert regressions_of(after, before, before.to_dict()) == found  # recorded figures, read from the JSON
+    old = {k: v for k, v in before.to_dict().items() if k != "headlines"}  # recorded before figures were
+    old["findings"] = [{k: v for k, v in f.items() if k not in ("figure", "worse")} for f in old["findings"]]
+    assert regressions_of(after, Result.from_dict(old), old) == found  # this run's declarations apply
+    assert regressions_of(before, after) == []  # 1000x better
+    assert (
+        regressions_of(_absent({"use_class_balanced=True": 0.0117, "use_class_balanced=False": 0.00053}), before) == []
+    )
+    undeclared = _absent({"use_class_balanced=False": 1.59e-06}, headlines={})
+    assert regressions_of(undeclared, _absent({"use_class_balanced=False": 0.00159}, headlines={})) == []
+
+
+def test_a_headline_must_name_a_placeholder_of_its_message() -> None:
+    def judge(_: object) -> object:
+        raise AssertionError
+
+    with pytest.raises(CheckDefinitionError, match="'median_shrink', which is not a placeholder"):
+        Check(
+            id="weights.absent-classes", catalogue=3, measure=judge, judge=judge,  # type: ignore[arg-type]
+            headlines={"weights.absent-classes.mode_fail": Headline("median_shrink", "lower")},
+        )  # fmt: skip
+    with pytest.raises(ValueError, match="worse='smaller'"):
+        Headline("factor", "smaller")  # type: ignore[arg-type]
+
+
+# --- every fail names what failed ----------------------------------------------------------
+
+
+def _unnamed(results: tuple[Result, ...] | list[Result]) -> list[tuple[str, str, str]]:
+    """The fail results none of whose findings has a key: a second defect there would keep
+    every fingerprint and pass the guard."""
+    return [
+        (r.subject, r.check, r.message.id)
+        for r in results
+        if r.verdict == "fail" and not any(f.keys for f in r.findings())
+    ]
+
+
+def test_every_fail_of_the_references_names_what_failed(reference_report: Report) -> None:
+    fails = [r for r in reference_report.results if r.verdict == "fail"]
+    assert len({r.check for r in fails}) >= 15  # the references fail many checks: the test is not vacuous
+    assert _unnamed(fails) == []
+
+
+@pytest.mark.parametrize("role", ["baseline", "candidate"])
+def test_every_fail_of_the_hand_made_subjects_names_what_failed(
+    subject: LoadSubject, check: RunCheck, role: str
+) -> None:
+    checks = ("shapes.batch-independence", "shapes.permutation")
+    results = [check(check_id, subject("positional_batch"), role) for check_id in checks]
+    assert [r.verdict for r in results] == ["fail", "fail"]
+    assert _unnamed(results) == []
+
+
+def _coupling(alone: float, others: float, flipped: int) -> Finding:
+    bad = Coupling(batch=2, salt=0, alone_change=alone, others_change=others, largest_change=max(alone, others),
+                   flipped=flipped, tolerance=1e-4)  # fmt: skip
+    return shapes._judge_independence(IndependenceMeasurement(bad, 3, max(alone, others), 1e-4, "float32"))
+
+
+def _kinds(check_id: str, finding: Finding) -> set[str]:
+    return {f.kind for f in findings_of(check_id, finding.verdict, finding.message.to_dict(), {})}
+
+
+def test_a_second_kind_of_batch_coupling_is_a_new_finding() -> None:
+    alone = _kinds("shapes.batch-independence", _coupling(0.5, 0.0, 0))
+    both = _kinds("shapes.batch-independence", _coupling(0.5, 0.3, 0))
+    flipped = _kinds("shapes.batch-independence", _coupling(0.5, 0.3, 2))
+    others = _kinds("shapes.batch-independence", _coupling(0.0, float("nan"), 0))
+    prefix = "shapes.batch-independence."
+    assert alone == {prefix + "fail", prefix + "alone"}
+    assert both - alone == {prefix + "others"}
+    assert flipped - both == {prefix + "flipped"}
+    assert others == {prefix + "fail", prefix + "others"}  # a NaN change is a change
+
+
+def _violation(norm: float, found_by: str, sequence: str) -> Finding:
+    bad = ema.NormViolation(0, norm, 0.5, ("head(momentum=0.5)",), found_by, sequence)
+    return ema._judge_unit_norm(ema.UnitNormMeasurement(bad, 10, 0, (0.5,), {}, 1e-4))
+
+
+def test_a_second_kind_of_norm_violation_is_a_new_finding() -> None:
+    def prints(finding: Finding) -> tuple[str, ...]:
+        return tuple(f.fingerprint for f in findings_of("ema.unit-norm", "fail", finding.message.to_dict(), {}))
+
+    zero = _violation(0.0, "battery", "v1=-row")
+    assert prints(zero) == prints(_violation(1e-9, "battery", "v1=-row"))  # numbers are not identity
+    others = [
+        _violation(0.0, "battery", "v1=-row; v2=-c*v1"),  # another cancellation family
+        _violation(1.5, "battery", "v1=-row"),  # off 1, not collapsed
+        _violation(float("nan"), "battery", "v1=-row"),
+        _violation(0.0, "search", "update, apply"),
+    ]
+    assert len({prints(zero), *(prints(o) for o in others)}) == 5
+    assert findings_of("ema.unit-norm", "fail", zero.message.to_dict(), {})[0].keys == (
+        "ema.unit-norm.zero",
+        "ema.unit-norm.battery",
+        "kind=v1=-row",
+    )
 
 
 # --- compare ------------------------------------------------------------------------------
@@ -184,6 +373,100 @@ def test_an_interface_change_is_reported(project: Path) -> None:
     out = headaudit("check", "--expect", "audit.json", "--candidate", spec, cwd=project)
     assert out.returncode == 1, out.stderr
     assert "regression: candidate forward.contract: interface changed: constructor argument temperature:" in out.stdout
+
+
+def test_a_figure_a_thousand_times_worse_fails_check_and_three_times_does_not(tmp_path: Path) -> None:
+    """The 1e-6 -> 1e-12 edit of the absent-class weight keeps every fingerprint but makes
+    the shrink factor 1000x smaller: one regression line with both figures. An edit that
+    moves it 3x is within what the guard lets figures move. Recorded under the ``dev``
+    profile (half the simulated batches: the figure is the direct comparison's), which
+    ``check`` then takes from the recording."""
+    source = OPTIMAL.read_text(encoding="utf-8")
+    term = "torch.sqrt(class_count + 1e-6)"
+    assert source.count(term) == 1
+    (tmp_path / "head_optimal.py").write_text(source, encoding="utf-8")
+    env = {k: v for k, v in os.environ.items() if k != "HYPOTHESIS_PROFILE"}
+    args = ("--candidate", "head_optimal.py", "--only", "weights.absent-classes", "--no-bench", "--profile", "dev")
+    out = headaudit("report", *args, "--format", "json", cwd=tmp_path, env=env)
+    assert out.returncode == 0, out.stderr
+    (tmp_path / "audit.json").write_text(out.stdout, encoding="utf-8")
+    recorded = json.loads(out.stdout)
+    candidate = next(r for r in recorded["results"] if r["subject"] == "candidate")
+    figures = {tuple(f["keys"]): f["figure"] for f in candidate["findings"] if "figure" in f}
+    was = figures[("modes", "weights.mode.setting", "use_class_balanced=False")]
+
+    edited = source.replace(term, "torch.sqrt(class_count + 1e-12)")
+    (tmp_path / "head_optimal.py").write_text(edited, encoding="utf-8")
+    bad = headaudit("check", "--expect", "audit.json", cwd=tmp_path, env=env)
+    assert bad.returncode == 1, bad.stdout + bad.stderr
+    lines = bad.stdout.splitlines()
+    assert len(lines) == 1, bad.stdout
+    head, _, moved = lines[0].partition(f": {was:g} -> ")
+    assert head.startswith(
+        "regression: candidate weights.absent-classes: worse figure: weights.absent-classes.mode_fail"
+    )
+    assert "use_class_balanced=False" in head
+    now = float(moved.split(",")[0])
+    assert 500 < was / now < 2000, lines[0]  # about 1000x: sqrt(1e-6 / 1e-12)
+    assert "x lower (lower is worse) [" in moved
+
+    (tmp_path / "head_optimal.py").write_text(
+        source.replace(term, "torch.sqrt(class_count + 1.1e-7)"), encoding="utf-8"
+    )
+    small = headaudit("check", "--expect", "audit.json", cwd=tmp_path, env=env)  # sqrt(1e-6 / 1.1e-7): 3x smaller
+    assert small.returncode == 0, small.stdout + small.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "env", "needle"),
+    [
+        (["--seed", "3"], {}, "seed 3 (recorded 0)"),
+        ([], {"HYPOTHESIS_PROFILE": "dev"}, "profile 'dev' (recorded 'ci')"),
+        (["--seed", "3", "--profile", "dev"], {}, "seed 3 (recorded 0) and profile 'dev' (recorded 'ci')"),
+        (["--seed", "3", "--accept-mismatch", " "], {}, "--accept-mismatch needs the reason"),
+    ],
+)
+def test_a_check_under_another_seed_or_profile_is_one_line_and_exit_2(
+    project: Path,
+    args: list[str],
+    env: dict[str, str],
+    needle: str,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Refused before anything runs (so in this process: the plan is all there is)."""
+    monkeypatch.chdir(project)
+    for name, value in {"HYPOTHESIS_PROFILE": "ci", **env}.items():
+        monkeypatch.setenv(name, value)
+    assert main(["check", "--expect", "audit.json", *args]) == 2
+    out = capsys.readouterr()
+    assert out.err.count("\n") == 1, out.err
+    assert needle in out.err
+    assert out.out == ""
+
+
+def test_accept_mismatch_compares_and_says_why(project: Path) -> None:
+    """A seed-free check compared under another seed, accepted with a reason."""
+    why = "nightly: seed sweep"
+    args = ("--only", "static.host-syncs", "--seed", "3", "--accept-mismatch", why)
+    out = headaudit("check", "--expect", "audit.json", *args, cwd=project)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert f"headaudit: note: compared across runs: seed 3 (recorded 0), accepted: {why}" in out.stderr
+
+
+def test_check_compares_the_exact_op_count_without_bench(project: Path, tmp_path: Path) -> None:
+    """perf.op-count is an exact count, compared on every check; timings need --bench."""
+    data = json.loads((project / "audit.json").read_text(encoding="utf-8"))
+    for check_id in ("perf.step-time", "perf.op-count"):
+        data["checks"].append(CheckInfo(check_id, 4, "low", group="performance").to_dict())
+    expect = tmp_path / "audit.json"
+    expect.write_text(json.dumps(data), encoding="utf-8")
+    plain = {c.id for c in plan_check(["--expect", str(expect)]).checks}
+    assert "perf.op-count" in plain
+    assert "perf.step-time" not in plain
+    assert {"perf.op-count", "perf.step-time"} <= {
+        c.id for c in plan_check(["--expect", str(expect), "--bench"]).checks
+    }
 
 
 def test_update_records_and_the_next_check_passes(tmp_path: Path) -> None:

@@ -25,6 +25,7 @@ from headaudit.adapters import APPLY_NEEDS, EXPAND_NEEDS, Head, apply_pending_up
 from headaudit.build import SettingNotApplied
 from headaudit.checks._common import dtype_name, tolerance
 from headaudit.context import Context, Refuted
+from headaudit.fingerprints import Headline
 from headaudit.messages import Msg
 from headaudit.model import Finding
 from headaudit.registry import Check
@@ -139,12 +140,20 @@ def _judge_standard(m: StandardMeasurement) -> Finding:
     tol = max(r.tolerance for r in m.per_momentum)
     if worst <= tol:
         return Finding("pass", Msg("ema.standard.pass", {"momenta": momenta, "distance": worst, "tolerance": tol}))
+    after = [  # which sequences miss the EMA, one finding each: a defect that needs three updates is another
+        Msg(f"ema.standard.{name}")
+        for name, missed in (
+            ("one_update", any(not r.one_update_distance_to_ema <= r.tolerance for r in m.per_momentum)),
+            ("three_updates", any(not r.three_updates_distance_to_ema <= r.tolerance for r in m.per_momentum)),
+        )
+        if missed
+    ]
     to_v = max(r.one_update_distance_to_normalize_v for r in m.per_momentum)
     if to_v <= tol and len(m.per_momentum) > 1:
-        return Finding(
-            "fail", Msg("ema.standard.fail_weight_zero", {"momenta": momenta, "to_v": to_v, "distance": worst})
-        )
-    return Finding("fail", Msg("ema.standard.fail", {"momenta": momenta, "distance": worst, "tolerance": tol}))
+        params = {"momenta": momenta, "to_v": to_v, "distance": worst, "after": after}
+        return Finding("fail", Msg("ema.standard.fail_weight_zero", params))
+    params = {"momenta": momenta, "distance": worst, "tolerance": tol, "after": after}
+    return Finding("fail", Msg("ema.standard.fail", params))
 
 
 # --- ema.unit-norm -----------------------------------------------------------------
@@ -157,6 +166,9 @@ class NormViolation:
     momentum: float
     steps: tuple[str, ...]
     found_by: str  # "battery" or "search"
+    #: the kind of sequence, number-free: the battery's family (``v1=-row; v2=-c*v1``) or
+    #: the search's rules in order of first use (``update, update against row, apply``)
+    sequence: str = ""
 
 
 @dataclass(frozen=True)
@@ -179,7 +191,13 @@ class _Run:
     def __init__(self, ctx: Context, head: Head, momentum: float) -> None:
         self.ctx, self.head, self.momentum = ctx, head, momentum
         self.trace: list[str] = []
+        self.rules: list[str] = []  # the kinds of operation, in order of first use
+        self.family = ""  # the battery's cancellation family, where this is one
         self.last: dict[int, torch.Tensor] = {}
+
+    def did(self, rule: str) -> None:
+        if rule not in self.rules:
+            self.rules.append(rule)
 
     def valid(self) -> list[int]:
         mask = self.ctx.get(self.head, "proto_manager.valid_mask")
@@ -199,13 +217,15 @@ class _Run:
         if apply_pending_updates(self.ctx, self.head):
             self.last.clear()
             self.trace.append("apply_momentum_updates()")
+            self.did("apply")
 
     def check(self, found_by: str, tol: float) -> None:
         rows = self.valid()
         norms = self.ctx.get(self.head, _PROTOS).detach()[rows].double().norm(dim=-1)
         for r, n in zip(rows, norms.tolist(), strict=True):
             if not abs(n - 1) <= tol:
-                raise Refuted(NormViolation(r, n, self.momentum, tuple(self.trace), found_by))
+                sequence = self.family or ", ".join(self.rules)
+                raise Refuted(NormViolation(r, n, self.momentum, tuple(self.trace), found_by, sequence))
 
 
 def _battery(ctx: Context, templates: dict[float, Head], tol: float, counter: list[int]) -> None:
@@ -224,6 +244,8 @@ def _battery(ctx: Context, templates: dict[float, Head], tol: float, counter: li
             run = _Run(ctx, copy.deepcopy(template), m)
             _set_rows(ctx, run.head, _axis_rows(ctx.get(run.head, _PROTOS).size(0)))
             run.trace.append(f"head(momentum={m}), rows=axes")
+            v2 = {None: "", "-c*v1": "; v2=-c*v1", "-c*row": "; v2=-c*row"}[second]
+            run.family = f"v1={'-row' if first == '-row' else 'axis'}{v2}"
             index = run.valid()[0]
             row = run.row(index)
             v1 = -row if first == "-row" else torch.roll(row, 1)
@@ -295,6 +317,7 @@ def _measure_unit_norm(ctx: Context) -> UnitNormMeasurement:
             if rows:
                 tensor, label = _value(value)
                 self.run.send(rows[pick % len(rows)], tensor, label)
+                self.run.did("update")
 
         @rule(pick=st.integers(0, 1), against=st.sampled_from(["previous v", "row"]), which=st.integers(0, 4))
         def update_against(self, pick: int, against: str, which: int) -> None:
@@ -310,6 +333,7 @@ def _measure_unit_norm(ctx: Context) -> UnitNormMeasurement:
             name = "previous v" if base is not None else "row"
             base = base if base is not None else self.run.row(index)
             self.run.send(index, -factor * base, f"-{factor:g}*({name})")
+            self.run.did(f"update against {name}")
 
         @precondition(lambda self: can_grow)
         @rule(class_idx=st.integers(0, 1), value=_values)
@@ -318,6 +342,7 @@ def _measure_unit_norm(ctx: Context) -> UnitNormMeasurement:
             tensor, label = _value(value)
             added = expand(ctx, self.run.head, class_idx, tensor)
             self.run.trace.append(f"expand({class_idx}, {label}) -> {added}")
+            self.run.did("expand")
 
         @precondition(lambda self: can_apply)
         @rule()
@@ -345,10 +370,25 @@ def _measure_unit_norm(ctx: Context) -> UnitNormMeasurement:
     )
 
 
+def _norm_problem(norm: float, tol: float) -> str:
+    """What kind of wrong norm: non-finite, collapsed to zero (as close to 0 as a unit row
+    must be to 1), or finite and off 1."""
+    if not math.isfinite(norm):
+        return "nonfinite"
+    return "zero" if norm <= tol else "off"
+
+
 def _judge_unit_norm(m: UnitNormMeasurement) -> Finding:
     bad = m.counterexample
     if bad is not None:
-        params = {"row": bad.row, "norm": bad.norm, "momentum": bad.momentum, "steps": "; ".join(bad.steps)}
+        params = {
+            "row": bad.row,
+            "norm": bad.norm,
+            "momentum": bad.momentum,
+            "steps": "; ".join(bad.steps),
+            "problem": Msg(f"ema.unit-norm.{_norm_problem(bad.norm, m.tolerance)}"),
+            "sequence": Msg(f"ema.unit-norm.{bad.found_by}", {"kind": bad.sequence}),
+        }
         return Finding("fail", Msg("ema.unit-norm.fail", params))
     return Finding(
         "pass",
@@ -422,7 +462,12 @@ def _judge_initial_norm(m: InitialNormMeasurement) -> Finding:
     if weight is not None and m.momentum is not None and abs(weight - m.momentum) <= m.tolerance:
         # The update normalises the old row itself: the norms are off, their consequence absent.
         return Finding("warn", Msg("ema.initial-norm.warn_weight", params))
-    return Finding("fail", Msg(f"ema.initial-norm.fail{suffix}", params))
+    off = [  # which way the rows are off 1, one finding each
+        Msg(f"ema.initial-norm.{name}")
+        for name, found in (("below", not m.min_norm >= 1 - m.tolerance), ("above", not m.max_norm <= 1 + m.tolerance))
+        if found
+    ]
+    return Finding("fail", Msg(f"ema.initial-norm.fail{suffix}", {**params, "off": off}))
 
 
 # --- ema.isolation -----------------------------------------------------------------
@@ -499,6 +544,10 @@ CHECKS: tuple[Check[Any], ...] = (
         needs=_CORE,
         settings=("momentum",),
         severity="high",
+        headlines={
+            "ema.standard.fail": Headline("distance", "higher"),
+            "ema.standard.fail_weight_zero": Headline("distance", "higher"),
+        },
     ),
     Check(
         id="ema.unit-norm",

@@ -28,6 +28,7 @@ from torch import nn
 from headaudit.adapters import Head
 from headaudit.checks._common import dtype_name, tolerance
 from headaudit.context import Context, Refuted
+from headaudit.fingerprints import Headline
 from headaudit.messages import Msg
 from headaudit.model import Finding
 from headaudit.precision import amplified, reduced_dtypes
@@ -190,7 +191,11 @@ def _measure_convex(ctx: Context) -> ConvexMeasurement:
 def _judge_convex(m: ConvexMeasurement) -> Finding:
     bad = m.counterexample
     if bad is not None:
+        # why there is no per-token mix: no weights fit, or the weights that fit are not all >= 0
+        fits = bad.token_residual <= bad.token_tolerance
+        why = [Msg("gate.convex.negative_weight" if fits else "gate.convex.no_fit")]
         params = {
+            "why": why,
             "residual": bad.token_residual,
             "share": 100 * bad.outside_share,
             "largest": bad.outside_largest,
@@ -272,6 +277,10 @@ CHECKS: tuple[Check[Any], ...] = (
         needs=_NEEDS,
         severity="high",
         search=True,
+        headlines={
+            "gate.convex.fail": Headline("residual", "higher"),
+            "gate.convex.fail_input": Headline("residual", "higher"),
+        },
     ),
     Check(
         id="gate.sum-to-one",
@@ -281,5 +290,6 @@ CHECKS: tuple[Check[Any], ...] = (
         needs=_NEEDS,
         severity="medium",
         search=True,
+        headlines={"gate.sum-to-one.fail": Headline("deviation", "higher")},
     ),
 )

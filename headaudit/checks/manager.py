@@ -28,6 +28,7 @@ from headaudit.adapters import EXPAND_NEEDS, LAYOUT_NEEDS, Head, expand, unit_ro
 from headaudit.checks._common import Layout, dtype_name, tolerance
 from headaudit.checks._contracts import build_contract_head
 from headaudit.context import Context, Refuted
+from headaudit.fingerprints import Headline
 from headaudit.messages import Msg
 from headaudit.model import Finding
 from headaudit.registry import Check
@@ -443,5 +444,6 @@ CHECKS: tuple[Check[Any], ...] = (
         severity="high",
         search=True,
         group="contracts",
+        headlines={"manager.expand.row": Headline("error", "higher")},
     ),
 )

@@ -63,6 +63,7 @@ from headaudit.bench.run import Stage, run_bench
 from headaudit.bench.step import HeadFactory, forward_step, make_inputs, train_step
 from headaudit.build import Built
 from headaudit.context import Context
+from headaudit.fingerprints import Headline
 from headaudit.messages import Msg
 from headaudit.model import Finding
 from headaudit.profiles import Profile
@@ -462,6 +463,7 @@ CHECKS: tuple[Check[Any], ...] = (
         judge=_judge_step_time,
         severity="low",
         group="performance",
+        timing=True,
     ),
     Check(
         id="perf.op-count",
@@ -470,6 +472,7 @@ CHECKS: tuple[Check[Any], ...] = (
         judge=_judge_op_count,
         severity="medium",
         group="performance",
+        headlines={"perf.op-count.fail": Headline("last", "higher")},
     ),
     Check(
         id="perf.host-syncs",
@@ -478,5 +481,6 @@ CHECKS: tuple[Check[Any], ...] = (
         judge=_judge_host_syncs,
         severity="medium",
         group="performance",
+        headlines={"perf.host-syncs.fail": Headline("count", "higher")},
     ),
 )

@@ -30,6 +30,7 @@ from hypothesis import strategies as st
 from headaudit.adapters import Head
 from headaudit.checks._common import coarsest, dtype_name, tolerance
 from headaudit.context import Context, Refuted
+from headaudit.fingerprints import Headline
 from headaudit.messages import Msg
 from headaudit.model import Finding
 from headaudit.registry import Check
@@ -189,10 +190,23 @@ def _measure_independence(ctx: Context) -> IndependenceMeasurement:
     )
 
 
+def _coupled_by(bad: Coupling) -> list[Msg]:
+    """What the counterexample shows, one finding each: which perturbation changed the
+    sample's logits (evaluating it alone, replacing the other samples) and whether any
+    prediction flipped, so a second kind of coupling is a new finding."""
+    kinds = [
+        Msg(f"shapes.batch-independence.{name}")
+        for name, change in (("alone", bad.alone_change), ("others", bad.others_change))
+        if not change <= bad.tolerance  # NaN counts as changed
+    ]
+    return [*kinds, Msg("shapes.batch-independence.flipped")] if bad.flipped else kinds
+
+
 def _judge_independence(m: IndependenceMeasurement) -> Finding:
     bad = m.counterexample
     if bad is not None:
         params = {
+            "kinds": _coupled_by(bad),
             "batch": bad.batch,
             "alone": bad.alone_change,
             "others": bad.others_change,
@@ -217,6 +231,8 @@ class PermutationViolation:
     permutation: tuple[int, ...]
     change: float
     tolerance: float
+    moved_changed: bool = True  # a sample the permutation moves has other logits
+    fixed_changed: bool = False  # a sample it leaves in place has other logits
 
 
 @dataclass(frozen=True)
@@ -246,7 +262,11 @@ def _measure_permutation(ctx: Context) -> PermutationMeasurement:
         seen["batches"] += 1
         seen["change"], seen["tol"] = max(seen["change"], change), max(seen["tol"], tol)
         if not change <= tol:
-            raise Refuted(PermutationViolation(batch, salt, tuple(int(i) for i in perm), change, tol))
+            rows = [not _change(plain[perm][i], permuted[i]) <= tol for i in range(batch)]
+            moved = [bool(perm[i] != i) for i in range(batch)]
+            found = (any(r and m for r, m in zip(rows, moved, strict=True)),
+                     any(r and not m for r, m in zip(rows, moved, strict=True)))  # fmt: skip
+            raise Refuted(PermutationViolation(batch, salt, tuple(int(i) for i in perm), change, tol, *found))
 
     found = ctx.search(st.tuples(st.integers(2, 16), st.integers(0, 99)), prop, ci_examples=10, explicit=_EXPLICIT)
     return PermutationMeasurement(
@@ -261,7 +281,9 @@ def _measure_permutation(ctx: Context) -> PermutationMeasurement:
 def _judge_permutation(m: PermutationMeasurement) -> Finding:
     bad = m.counterexample
     if bad is not None:
+        which = [("moved", bad.moved_changed), ("fixed", bad.fixed_changed)]
         params = {
+            "changed": [Msg(f"shapes.permutation.{name}") for name, changed in which if changed],
             "batch": bad.batch,
             "permutation": list(bad.permutation),
             "change": bad.change,
@@ -397,6 +419,10 @@ CHECKS: tuple[Check[Any], ...] = (
         measure=_measure_global,
         judge=_judge_global,
         severity="medium",
+        headlines={
+            "shapes.global-3d.case_singleton": Headline("change", "higher"),
+            "shapes.global-3d.case_mean": Headline("change", "higher"),
+        },
     ),
     Check(
         id="shapes.batch-independence",
@@ -406,6 +432,7 @@ CHECKS: tuple[Check[Any], ...] = (
         severity="high",
         search=True,
         group="missed",
+        headlines={"shapes.batch-independence.fail": Headline("largest", "higher")},
     ),
     Check(
         id="shapes.permutation",
@@ -414,6 +441,7 @@ CHECKS: tuple[Check[Any], ...] = (
         judge=_judge_permutation,
         severity="medium",
         search=True,
+        headlines={"shapes.permutation.fail": Headline("change", "higher")},
     ),
     Check(
         id="shapes.dtype",

@@ -45,6 +45,7 @@ from headaudit.adapters import LOSS_CALL_NEEDS, Head, loss_terms
 from headaudit.build import SettingNotApplied
 from headaudit.checks._common import dtype_name, tolerance
 from headaudit.context import Context
+from headaudit.fingerprints import Headline
 from headaudit.messages import Msg
 from headaudit.model import Finding
 from headaudit.reference.recommended import ISIC2018_TASK3_COUNTS
@@ -386,14 +387,6 @@ def _unavailable_msgs(unavailable: dict[str, str]) -> list[Msg]:
     return out
 
 
-def _clauses(parts: list[Msg]) -> Msg:
-    """Clauses joined by a semicolon (lists of messages are joined by a comma)."""
-    joined = parts[-1]
-    for part in reversed(parts[:-1]):
-        joined = Msg("weights.clauses", {"first": part, "rest": joined})
-    return joined
-
-
 def _judge_absent(m: AbsentMeasurement) -> Finding:
     dependent, measured = [], 0
     for mode in m.modes:
@@ -419,8 +412,8 @@ def _judge_absent(m: AbsentMeasurement) -> Finding:
                     },
                 )
             )
-    if dependent:
-        return Finding("fail", Msg("weights.absent-classes.fail", {"modes": _clauses(dependent)}))
+    if dependent:  # a list: each mode is its own finding, with its own headline figure
+        return Finding("fail", Msg("weights.absent-classes.fail", {"modes": dependent}))
     if measured == 0:
         return Finding("error", Msg("weights.absent-classes.nothing"))
     modes = [mode_msg(mode.mode) for mode in m.modes]
@@ -589,6 +582,8 @@ CHECKS: tuple[Check[Any], ...] = (
         needs=_NEEDS,
         settings=(f"?{_SETTING}",),
         severity="high",
+        # the factor absent classes multiply the cluster loss by: smaller is worse
+        headlines={"weights.absent-classes.mode_fail": Headline("factor", "lower")},
     ),
     Check(
         id="weights.cb-vs-inverse",
@@ -598,5 +593,7 @@ CHECKS: tuple[Check[Any], ...] = (
         needs=_NEEDS,
         settings=(f"?{_SETTING}",),
         severity="medium",
+        # how far the class-balanced weights are from inverse frequency: closer is worse
+        headlines={"weights.cb-vs-inverse.fail": Headline("batch", "lower")},
     ),
 )
