@@ -41,7 +41,7 @@ from torch import nn
 
 from headaudit.adapters import LAYOUT_NEEDS, LOSS_CALL_NEEDS, Head, loss_terms, term_value
 from headaudit.build import accepts_keyword
-from headaudit.checks._common import Layout, coarsest, dtype_name, tolerance
+from headaudit.checks._common import Layout, computed_in, dtype_name, tolerance
 from headaudit.checks._contracts import build_contract_head, contract_layouts, features, logits_of
 from headaudit.checks._oracles import arr, cross_entropy, perturb, unit
 from headaudit.context import Context, NameMissing, Refuted
@@ -72,6 +72,7 @@ class SimilarityViolation:
     global_tokens: int
     difference: float | None = None
     tolerance: float | None = None
+    precision: str = ""  # the dtype the compared similarities were computed in (the tolerance's)
     at: tuple[int, ...] = ()
     measured: float | None = None
     oracle: float | None = None
@@ -126,8 +127,12 @@ def _measure_similarity(ctx: Context) -> SimilarityMeasurement:
         p = unit(arr(projected))
         oracle = np.einsum("be,bpe->bp", p, unit(emb)).reshape(batch, layout.num_classes, layout.max_prototypes)
         measured = arr(sims)
-        dtypes.add(dtype_name(sims.dtype))
-        tol = tolerance(coarsest(sims.dtype, img.dtype), 1.0, _ULPS)  # the inputs' rounding bounds any head's
+        # what forward_features computed after the projection and embeddings the oracle reads
+        # (the checker's float32 features included: their rounding bounds any head's)
+        precision = computed_in(sims, sources=(projected, class_emb))
+        dtypes.add(dtype_name(precision))
+        where["precision"] = dtype_name(precision)
+        tol = tolerance(precision, 1.0, _ULPS)
         worst["tol"] = max(worst["tol"], tol)
         diff = np.abs(measured - oracle)
         worst["compared"] += diff.size
@@ -241,6 +246,7 @@ class AggregationViolation:
     oracle: float | None = None
     max_valid: float | None = None
     tolerance: float | None = None
+    precision: str = ""  # the dtype the compared logits were computed in (the tolerance's)
     planted: str = ""  # where the largest valid similarity was planted: first, last, middle
     shape: tuple[int, ...] = ()
 
@@ -283,7 +289,9 @@ def _measure_aggregation(ctx: Context) -> AggregationMeasurement:
         best = np.stack([s[:, c, :k].max(axis=-1) for c, k in enumerate(layout.counts)], axis=1)
         oracle = t * best
         measured = arr(logits)
-        tol = tolerance(logits.dtype, abs(t), _ULPS)
+        precision = computed_in(logits, sources=(sims,))  # what forward computed after the similarities
+        tol = tolerance(precision, abs(t), _ULPS)
+        where["precision"] = dtype_name(precision)
         diff = np.abs(measured - oracle)
         seen["diff"], seen["tol"] = max(seen["diff"], float(diff.max())), max(seen["tol"], tol)
         if not float(diff.max()) <= tol:
@@ -492,6 +500,7 @@ class ContractViolation:
     measured: float | None = None
     expected: float | None = None
     tolerance: float | None = None
+    precision: str = ""  # the dtype the compared value was computed in (the tolerance's)
     ce: float | None = None
     proto_loss: float | None = None
 
@@ -738,9 +747,10 @@ def _measure_contract(ctx: Context) -> ContractMeasurement:
             if not lg.is_floating_point() or not bool(torch.isfinite(lg).all()):
                 fail("logits-finite", mode, detail=dtype_name(lg.dtype))
             change = float((lg.detach().double() - logits.detach().double()).abs().max())
-            tol = tolerance(lg.dtype, float(logits.detach().abs().max()), _ULPS)
+            precision = computed_in((lg, logits))  # two runs of the whole forward
+            tol = tolerance(precision, float(logits.detach().abs().max()), _ULPS)
             if not change <= tol:
-                fail("logits-differ", mode, measured=change, tolerance=tol)
+                fail("logits-differ", mode, measured=change, tolerance=tol, precision=dtype_name(precision))
         for mode in ("eval", "eval_labels", "train"):
             loss = outs[mode][1]
             if not isinstance(loss, torch.Tensor) or loss.numel() != 1:
@@ -770,12 +780,23 @@ def _measure_contract(ctx: Context) -> ContractMeasurement:
         proto = float(ctx.key(terms, "proto_loss_fn[proto_loss]"))
         expected = math.exp(-s_ce) * ce + s_ce + math.exp(-s_p) * proto + s_p
         measured = float(total.detach())
-        # the expected total is computed from the returned logits: their rounding bounds it too
-        precision = coarsest(total.dtype, out[0].dtype if isinstance(out[0], torch.Tensor) else total.dtype)
+        # the expected total is computed from the returned logits and the terms of the loss
+        # function: only what forward computed after them counts (its own dtype included)
+        read = (out[0], *terms.values())
+        precision = computed_in(total, sources=read)
         tol = tolerance(precision, max(abs(expected), float(np.abs(train_logits).max())), _ULPS)
         seen["total"] = max(seen["total"], abs(measured - expected))
         if not abs(measured - expected) <= tol:
-            fail("total", "train_labels", measured=measured, expected=expected, tolerance=tol, ce=ce, proto_loss=proto)
+            fail(
+                "total",
+                "train_labels",
+                measured=measured,
+                expected=expected,
+                tolerance=tol,
+                precision=dtype_name(precision),
+                ce=ce,
+                proto_loss=proto,
+            )
         if arities["train_labels"] >= 3:
             seen["dict"] = True
             breakdown = out[2]
@@ -788,11 +809,22 @@ def _measure_contract(ctx: Context) -> ContractMeasurement:
             checks = [(ce_key, ce), (total_key, measured)] + [(k, float(v)) for k, v in terms.items()]
             for key, value in checks:
                 got = term_value(breakdown[key])  # a plain 0.0 is a value, as in the originals
+                # the reported total against the returned one; the others against the oracle's reads
+                against = (total,) if key == total_key else read
+                precision = computed_in(breakdown[key], sources=against, default=total.dtype)
                 tol = tolerance(precision, max(abs(value), float(np.abs(train_logits).max())), _ULPS)
                 if key == ce_key:
                     seen["ce"] = max(seen["ce"], abs(got - value))
                 if not abs(got - value) <= tol:
-                    fail("dict-value", "train_labels", detail=key, measured=got, expected=value, tolerance=tol)
+                    fail(
+                        "dict-value",
+                        "train_labels",
+                        detail=key,
+                        measured=got,
+                        expected=value,
+                        tolerance=tol,
+                        precision=dtype_name(precision),
+                    )
 
     strategy = st.tuples(
         contract_layouts(max_classes=4, max_per_class=3),
