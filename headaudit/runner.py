@@ -59,7 +59,7 @@ from headaudit.names import (
     split_parameter,
     walk,
 )
-from headaudit.precision import dtype_name, recording, reduced_dtypes
+from headaudit.precision import compared_at, dtype_name, is_reduced, recording
 from headaudit.profiles import Profile
 from headaudit.registry import Check
 from headaudit.sandbox import CheckTimeout, SubjectRaised, captured, describe_exception, time_limit
@@ -229,21 +229,27 @@ def _settings_finding(check: Check[Any], subject: Subject) -> tuple[Finding, Jso
 
 
 def _measure(check: Check[Any], ctx: Context) -> tuple[Finding, Json]:
-    """Run and judge one check, noting the precision the subject computed in.
+    """Run and judge one check, noting the precisions its comparisons were taken at.
 
-    When the subject computed in a dtype coarser than float32 (autocast, bfloat16
-    parameters), every tolerance of the check was taken at that dtype's rounding
-    (:mod:`headaudit.precision`), and the result says so: the evidence lists the dtypes
-    and the sentence names the coarsest.
+    Each tolerance comes from the precision of the value it compares
+    (:mod:`headaudit.precision`); the evidence lists those precisions (``compared_at``,
+    coarsest first) and, when one is coarser than float32 (autocast, bfloat16 parameters),
+    the sentence names the coarsest.
     """
     with recording():
         finding, evidence = _measure_recorded(check, ctx)
-        reduced = reduced_dtypes()
-    if not reduced or finding.verdict in ("n/a", "error"):
+        compared = compared_at()
+    if not compared or finding.verdict in ("n/a", "error"):
         return finding, evidence
-    names = [dtype_name(d) for d in reduced]
-    note = Msg("common.computed_in", {"message": finding.message, "dtype": names[0]})
-    evidence = {**evidence, "computed_in": names} if isinstance(evidence, dict) else evidence
+    names = [dtype_name(d) for d in compared]
+    evidence = {**evidence, "compared_at": names} if isinstance(evidence, dict) else evidence
+    # a counterexample that names its comparison's precision speaks for itself
+    bad = evidence.get("counterexample") if isinstance(evidence, dict) else None
+    named = bad.get("precision") if isinstance(bad, dict) else None
+    coarsest = getattr(torch, named) if isinstance(named, str) and named else compared[0]
+    if not is_reduced(coarsest):
+        return finding, evidence
+    note = Msg("common.computed_in", {"message": finding.message, "dtype": dtype_name(coarsest)})
     return Finding(finding.verdict, note), evidence
 
 

@@ -84,7 +84,7 @@ class SubjectRaised(Exception):
 def call_subject(where: str, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
     """Call into the subject; anything it raises becomes :class:`SubjectRaised`."""
     try:
-        with observing():  # the dtypes it computes in set the checks' tolerances
+        with observing():  # where its tensors come from sets the tolerances of their comparisons
             return fn(*args, **kwargs)
     except (SubjectRaised, CheckTimeout, KeyboardInterrupt):
         raise

@@ -71,7 +71,7 @@ def test_mixed_precision_is_not_a_defect(
     assert float32 is not None
     assert float32.verdict == "pass"
     assert got.verdict in ("pass", "warn"), got.summary("en")
-    if check_id in PRECISION_CHECKS[:5] or "computed_in" in got.evidence:  # these run the head as it runs itself
+    if check_id in PRECISION_CHECKS[:5] or REDUCED[name] in got.evidence.get("compared_at", []):  # as it runs itself
         assert REDUCED[name] in got.summary("en"), got.summary("en")
         assert REDUCED[name] in got.summary("zh")
 
@@ -90,10 +90,15 @@ def test_mixed_precision_is_not_a_defect(
 def test_reduced_precision_still_catches_defects(
     check: RunCheck, subject: LoadSubject, name: str, check_id: str, role: str
 ) -> None:
-    """The wider tolerance of a bfloat16 computation does not hide a wrong formula."""
+    """The wider tolerance of a bfloat16 computation does not hide a wrong formula; the
+    result names bfloat16 when the refuting comparison was computed in it (a value the head
+    computed in float32, such as the prototypes it hands the attention, is refuted at float32)."""
     got = check(check_id, subject(name), role)
     assert got.verdict == "fail", got.summary("en")
-    assert "bfloat16" in got.summary("en")
+    bad = got.evidence.get("counterexample")
+    refuted_at = bad.get("precision") if isinstance(bad, dict) else None
+    refuted_at = refuted_at or got.evidence["compared_at"][0]
+    assert ("bfloat16" in got.summary("en")) == (refuted_at == "bfloat16"), (refuted_at, got.summary("en"))
 
 
 @pytest.mark.parametrize("role", ROLES)

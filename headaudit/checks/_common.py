@@ -4,9 +4,10 @@ A :class:`Layout` is a prototype configuration (classes, rows per class, valid r
 class); :func:`layouts` generates them within the bounds CHECKS.md sets
 (``num_classes`` 2-8, ``max_prototypes`` 1-6, per-class counts 0..max).
 
-Tolerances are relative to the magnitudes involved and to the dtype the subject
-computed in: :func:`tolerance` is the one rule, in :mod:`headaudit.precision` (re-exported
-here); every check states the tolerance it used in its evidence.
+Tolerances are relative to the magnitudes involved and to the precision the compared
+value was computed in: :func:`tolerance` (given the compared tensors, or the precision
+:func:`computed_in` found for them) is the one rule, in :mod:`headaudit.precision`
+(re-exported here); every check states the tolerance it used in its evidence.
 """
 
 from __future__ import annotations
@@ -21,11 +22,12 @@ from hypothesis import strategies as st
 from headaudit.adapters import Head, set_counts
 from headaudit.context import Context
 from headaudit.messages import Msg
-from headaudit.precision import coarsest, dtype_name, tolerance
+from headaudit.precision import coarsest, computed_in, dtype_name, tolerance
 
 __all__ = [
     "Layout",
     "coarsest",
+    "computed_in",
     "dtype_name",
     "head_for_layout",
     "layouts",

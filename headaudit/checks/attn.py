@@ -35,7 +35,7 @@ from hypothesis import strategies as st
 from torch import nn
 
 from headaudit.adapters import LAYOUT_NEEDS
-from headaudit.checks._common import Layout, dtype_name, tolerance
+from headaudit.checks._common import Layout, coarsest, computed_in, dtype_name, tolerance
 from headaudit.checks._contracts import build_contract_head, contract_layouts, features
 from headaudit.checks._oracles import OracleUnavailable, arr, attention, gelu, layer_norm, linear, unit
 from headaudit.context import Context, Refuted
@@ -61,6 +61,7 @@ class WiringViolation:
     patches: int
     difference: float | None = None
     tolerance: float | None = None
+    precision: str = ""  # the dtype the compared stage was computed in (the tolerance's)
     shape: tuple[int, ...] = ()
     expected_shape: tuple[int, ...] = ()
     tokens: tuple[int, ...] = ()
@@ -208,6 +209,7 @@ def _measure(ctx: Context) -> WiringMeasurement:
         "fusion": None,
         "scopes": set(),
     }
+    precisions: list[torch.dtype] = []  # those of every compared stage
 
     def prop(case: tuple[Layout, int, int, int]) -> None:
         asked, batch, patches, salt = case
@@ -228,8 +230,6 @@ def _measure(ctx: Context) -> WiringMeasurement:
                 out = call_subject("forward_features", ctx.get(head, "forward_features"), pool, img)
         finally:
             rec.close()
-        dtype = out[1].dtype if isinstance(out, (tuple, list)) and len(out) > 1 else torch.float32
-        seen["dtype"] = dtype_name(dtype)
         stages: list[str] = []
         q = unit(arr(ctx.get(head, "proto_manager.prototypes")))
         # The keys' scope: the whole batch's patches (BEHAVIOR.md 2), or, where the block receives
@@ -243,8 +243,15 @@ def _measure(ctx: Context) -> WiringMeasurement:
         if batch > 1:  # with one sample both scopes are the same patches
             seen["scopes"].add("batch" if whole else "sample")
 
-        def compare(stage: str, got: np.ndarray | None, want: np.ndarray, as_set: bool = False) -> None:
-            tol = tolerance(dtype, float(np.abs(want).max()) if want.size else 1.0, _ULPS)
+        def compare(
+            stage: str, taken: tuple[np.ndarray | None, torch.dtype], want: np.ndarray, as_set: bool = False
+        ) -> None:
+            # each captured value at the precision it was computed in (the oracle reads parameters only)
+            got, precision = taken
+            precisions.append(precision)
+            seen["dtype"] = dtype_name(coarsest(*precisions))
+            tol = tolerance(precision, float(np.abs(want).max()) if want.size else 1.0, _ULPS)
+            where["precision"] = dtype_name(precision)
             seen["tol"] = max(seen["tol"], tol)
             if got is None:
                 raise Refuted(WiringViolation(stage, "not-called", **where))
@@ -273,6 +280,15 @@ def _measure(ctx: Context) -> WiringMeasurement:
             whole = _flat(calls[0]) if calls else None
             return whole if s is None else part(whole, s)
 
+        def taken_input(name: str, index: int, s: int) -> tuple[np.ndarray | None, torch.dtype]:
+            calls = rec.inputs.get(name)
+            given = calls[0][index] if calls and len(calls[0]) > index else None
+            return first_input(name, index, s), computed_in(given)
+
+        def taken_output(name: str, s: int) -> tuple[np.ndarray | None, torch.dtype]:
+            calls = rec.outputs.get(name)
+            return first_output(name, s), computed_in(calls[0] if calls else None)
+
         # Head counts (BEHAVIOR.md 2): cross and self with num_heads, the third with max(1, num_heads // 2).
         heads = {k: int(getattr(ctx.get(head, n), "num_heads", -1)) for k, n in attn_names.items()}
         seen["heads"] = heads
@@ -289,30 +305,30 @@ def _measure(ctx: Context) -> WiringMeasurement:
             )
         mods = {k: ctx.get(head, n) for k, n in attn_names.items()}
         for s, keys in enumerate(keys_of):
-            compare("queries", first_input("block", 0, s), q)
-            compare("keys", first_input("block", 1, s), keys, True)
-            compare("cross-query", first_input("cross", 0, s), q)
-            compare("cross-keys", first_input("cross", 1, s), keys, True)
-            compare("cross-values", first_input("cross", 2, s), keys, True)
+            compare("queries", taken_input("block", 0, s), q)
+            compare("keys", taken_input("block", 1, s), keys, True)
+            compare("cross-query", taken_input("cross", 0, s), q)
+            compare("cross-keys", taken_input("cross", 1, s), keys, True)
+            compare("cross-values", taken_input("cross", 2, s), keys, True)
             cross = layer_norm(
                 q + attention(q, keys, keys, mods["cross"], "cross_attn"), ctx.get(head, _NORMS[0]), "norm1"
             )
-            compare("cross-out", first_output(_NORMS[0], s), cross)
+            compare("cross-out", taken_output(_NORMS[0], s), cross)
             for k in range(3):
-                compare(f"self-input-{k}", first_input("self", k, s), cross)
+                compare(f"self-input-{k}", taken_input("self", k, s), cross)
             self_out = layer_norm(
                 cross + attention(cross, cross, cross, mods["self"], "self_attn"), ctx.get(head, _NORMS[1]), "norm2"
             )
-            compare("self-out", first_output(_NORMS[1], s), self_out)
+            compare("self-out", taken_output(_NORMS[1], s), self_out)
             for k in range(3):
-                compare(f"third-input-{k}", first_input("third", k, s), self_out)
+                compare(f"third-input-{k}", taken_input("third", k, s), self_out)
             third_out = layer_norm(
                 self_out + attention(self_out, self_out, self_out, mods["third"], third),
                 ctx.get(head, _NORMS[2]),
                 "norm3",
             )
-            compare("third-out", first_output(_NORMS[2], s), third_out)
-            compare("gate-input", first_input("gate", 0, s), np.concatenate([cross, self_out, third_out], axis=-1))
+            compare("third-out", taken_output(_NORMS[2], s), third_out)
+            compare("gate-input", taken_input("gate", 0, s), np.concatenate([cross, self_out, third_out], axis=-1))
         u = first_output("block")
         g = first_output("gate")
         if u is None or g is None:
@@ -349,7 +365,9 @@ def _measure(ctx: Context) -> WiringMeasurement:
             oracle = layer_norm(u_s + _ffn(u_s, ctx.get(head, "ffn")), ctx.get(head, "ffn_norm"), "ffn_norm")
             fits = emb is not None and emb.size % oracle.size == 0
             got = emb.reshape(-1, *oracle.shape)[s if scope > 1 else 0] if fits and emb is not None else emb
-            compare("class-embeddings", got, oracle)
+            # recomputed from the block's captured output: what the FFN computed after it counts
+            precision = computed_in(class_emb, sources=rec.outputs.get("block", [])[:1])
+            compare("class-embeddings", (got, precision), oracle)
         seen["stages"] = stages
 
     strategy = st.tuples(

@@ -17,7 +17,17 @@ import torch
 from hypothesis import strategies as st
 
 from headaudit.adapters import CONTRASTIVE_NEEDS, Head, contrastive_term, loss_terms
-from headaudit.checks._common import Layout, dtype_name, head_for_layout, layouts, pairs, row_classes, tolerance
+from headaudit.checks._common import (
+    Layout,
+    coarsest,
+    computed_in,
+    dtype_name,
+    head_for_layout,
+    layouts,
+    pairs,
+    row_classes,
+    tolerance,
+)
 from headaudit.context import Context, Refuted
 from headaudit.messages import Msg
 from headaudit.model import Finding
@@ -53,8 +63,10 @@ def different_class_mean(prototypes: np.ndarray, layout: Layout) -> float:
 
 
 def _term(ctx: Context, head: Head, x: torch.Tensor, *, unscaled: bool) -> tuple[float, torch.dtype]:
+    """The term's value for prototype rows ``x``, and the precision it was computed in
+    (from ``x``: a float32 Gram matrix cast back to float64 is float32)."""
     value = contrastive_term(ctx, head, x, unscaled=unscaled)
-    return float(value.detach()), value.dtype
+    return float(value.detach()), computed_in(value, sources=(x,))
 
 
 # --- contrastive.pairs -------------------------------------------------------------
@@ -112,8 +124,8 @@ def _measure_pairs(ctx: Context) -> PairsMeasurement:
         dtypes.add(dtype_name(dtype))
 
         def change_of(moved: torch.Tensor) -> tuple[float, float]:
-            value, _ = _term(ctx, head, moved, unscaled=False)
-            tol = tolerance(dtype, max(abs(base), abs(value)))
+            value, moved_dtype = _term(ctx, head, moved, unscaled=False)
+            tol = tolerance(coarsest(dtype, moved_dtype), max(abs(base), abs(value)))
             extremes["tol"] = max(extremes["tol"], tol)
             return value - base, tol
 
@@ -285,6 +297,7 @@ class TinyCase:
     layout: Layout
     value: float | None = None
     tolerance: float | None = None
+    precision: str = ""  # the dtype the term was computed in (the tolerance's)
     finite_gradient: bool | None = None
     raised: str | None = None
     with_labels: dict[str, float] | str = field(default_factory=dict)
@@ -324,7 +337,8 @@ def _measure_tiny(ctx: Context) -> TinyMeasurement:
             record["raised"] = exc.detail
         else:
             number = float(value.detach())
-            record.update(value=number, tolerance=tolerance(value.dtype, 0.0))
+            precision = computed_in(value, sources=(x,))
+            record.update(value=number, tolerance=tolerance(precision, 0.0), precision=dtype_name(precision))
             grad_ok = True
             if value.requires_grad:
                 (grad,) = torch.autograd.grad(value, x, allow_unused=True)

@@ -23,7 +23,7 @@ from typing import Any
 import torch
 
 from headaudit.adapters import LOSS_CALL_NEEDS, Head, loss_terms, set_counts
-from headaudit.checks._common import dtype_name, tolerance
+from headaudit.checks._common import computed_in, dtype_name, tolerance
 from headaudit.context import Context
 from headaudit.messages import Msg
 from headaudit.model import Finding
@@ -65,12 +65,13 @@ def _measure_cluster_empty(ctx: Context) -> ClusterEmptyMeasurement:
     except SubjectRaised as exc:  # the loss's reaction to an empty batch is what is measured
         return ClusterEmptyMeasurement(None, None, None, exc.detail, None)
     value = torch.as_tensor(ctx.key(terms, _CLUSTER))
+    precision = computed_in(value, sources=(protos,))
     return ClusterEmptyMeasurement(
         value=float(value.detach().sum()),
-        tolerance=tolerance(value.dtype, 0.0),
+        tolerance=tolerance(precision, 0.0),
         finite_gradient=_finite_grad(value, [protos]),
         raised=None,
-        dtype=dtype_name(value.dtype),
+        dtype=dtype_name(precision),
     )
 
 

@@ -127,7 +127,7 @@ def _measure_standard(ctx: Context) -> StandardMeasurement:
                 one_update_distance_to_ema=float((got - ema).abs().max()),
                 one_update_distance_to_normalize_v=float((got - unit_rows(v.double())).abs().max()),
                 three_updates_distance_to_ema=float((_row(ctx, head, 1) - expected).abs().max()),
-                tolerance=tolerance(dtype, 1.0),
+                tolerance=tolerance(ctx.get(head, _PROTOS), 1.0),  # the rows as the updates wrote them
                 applied_deferred=applied,
             )
         )
@@ -281,7 +281,7 @@ def _value(code: tuple[int, float]) -> tuple[torch.Tensor, str]:
 def _measure_unit_norm(ctx: Context) -> UnitNormMeasurement:
     templates, refused = _heads(ctx, emb_dim=_DIM)
     protos = ctx.get(next(iter(templates.values())), _PROTOS)
-    tol = tolerance(protos.dtype, 1.0, ulps=1024.0)
+    tol = tolerance(protos, 1.0, ulps=1024.0)
     counter = [0]
     try:
         _battery(ctx, templates, tol, counter)
@@ -440,7 +440,7 @@ def _measure_initial_norm(ctx: Context) -> InitialNormMeasurement:
         min_norm=float(norms.min()) if norms.numel() else math.nan,
         max_norm=float(norms.max()) if norms.numel() else math.nan,
         mean_norm=float(norms.mean()) if norms.numel() else math.nan,
-        tolerance=tolerance(protos.dtype, 1.0, ulps=1024.0),
+        tolerance=tolerance(protos, 1.0, ulps=1024.0),
         momentum=momentum,
         first_update_old_row_weight=weight,
     )

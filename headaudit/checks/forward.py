@@ -44,7 +44,7 @@ from torch import nn
 
 from headaudit.adapters import LAYOUT_NEEDS, LOSS_CALL_NEEDS, Head, loss_terms, term_value
 from headaudit.build import accepts_keyword
-from headaudit.checks._common import Layout, coarsest, dtype_name, tolerance
+from headaudit.checks._common import Layout, computed_in, dtype_name, tolerance
 from headaudit.checks._contracts import build_contract_head, contract_layouts, features, logits_of
 from headaudit.checks._oracles import arr, cross_entropy, perturb, unit
 from headaudit.context import Context, NameMissing, Refuted
@@ -75,6 +75,7 @@ class SimilarityViolation:
     global_tokens: int
     difference: float | None = None
     tolerance: float | None = None
+    precision: str = ""  # the dtype the compared similarities were computed in (the tolerance's)
     at: tuple[int, ...] = ()
     measured: float | None = None
     oracle: float | None = None
@@ -129,8 +130,12 @@ def _measure_similarity(ctx: Context) -> SimilarityMeasurement:
         p = unit(arr(projected))
         oracle = np.einsum("be,bpe->bp", p, unit(emb)).reshape(batch, layout.num_classes, layout.max_prototypes)
         measured = arr(sims)
-        dtypes.add(dtype_name(sims.dtype))
-        tol = tolerance(coarsest(sims.dtype, img.dtype), 1.0, _ULPS)  # the inputs' rounding bounds any head's
+        # what forward_features computed after the projection and embeddings the oracle reads
+        # (the checker's float32 features included: their rounding bounds any head's)
+        precision = computed_in(sims, sources=(projected, class_emb))
+        dtypes.add(dtype_name(precision))
+        where["precision"] = dtype_name(precision)
+        tol = tolerance(precision, 1.0, _ULPS)
         worst["tol"] = max(worst["tol"], tol)
         diff = np.abs(measured - oracle)
         worst["compared"] += diff.size
@@ -244,6 +249,7 @@ class AggregationViolation:
     oracle: float | None = None
     max_valid: float | None = None
     tolerance: float | None = None
+    precision: str = ""  # the dtype the compared logits were computed in (the tolerance's)
     planted: str = ""  # where the largest valid similarity was planted: first, last, middle
     shape: tuple[int, ...] = ()
 
@@ -286,7 +292,9 @@ def _measure_aggregation(ctx: Context) -> AggregationMeasurement:
         best = np.stack([s[:, c, :k].max(axis=-1) for c, k in enumerate(layout.counts)], axis=1)
         oracle = t * best
         measured = arr(logits)
-        tol = tolerance(logits.dtype, abs(t), _ULPS)
+        precision = computed_in(logits, sources=(sims,))  # what forward computed after the similarities
+        tol = tolerance(precision, abs(t), _ULPS)
+        where["precision"] = dtype_name(precision)
         diff = np.abs(measured - oracle)
         seen["diff"], seen["tol"] = max(seen["diff"], float(diff.max())), max(seen["tol"], tol)
         if not float(diff.max()) <= tol:
@@ -500,6 +508,7 @@ class ContractViolation:
     measured: float | None = None
     expected: float | None = None
     tolerance: float | None = None
+    precision: str = ""  # the dtype the compared value was computed in (the tolerance's)
     ce: float | None = None
     proto_loss: float | None = None
 
@@ -982,9 +991,10 @@ def _measure_contract(ctx: Context) -> ContractMeasurement:
             if not lg.is_floating_point() or not bool(torch.isfinite(lg).all()):
                 fail("logits-finite", mode, detail=dtype_name(lg.dtype))
             change = float((lg.detach().double() - logits.detach().double()).abs().max())
-            tol = tolerance(lg.dtype, float(logits.detach().abs().max()), _ULPS)
+            precision = computed_in((lg, logits))  # two runs of the whole forward
+            tol = tolerance(precision, float(logits.detach().abs().max()), _ULPS)
             if not change <= tol:
-                fail("logits-differ", mode, measured=change, tolerance=tol)
+                fail("logits-differ", mode, measured=change, tolerance=tol, precision=dtype_name(precision))
         for mode in ("eval", "eval_labels", "train"):
             loss = outs[mode][1]
             if not isinstance(loss, torch.Tensor) or loss.numel() != 1:
@@ -1014,8 +1024,10 @@ def _measure_contract(ctx: Context) -> ContractMeasurement:
         terms = loss_terms(ctx, head, ctx.get(head, "proto_manager.prototypes"), sims, labels)
         proto = float(ctx.key(terms, _PROTO))
         measured = float(total.detach())
-        # the expected total is computed from the returned logits: their rounding bounds it too
-        precision = coarsest(total.dtype, out[0].dtype if isinstance(out[0], torch.Tensor) else total.dtype)
+        # the expected total is computed from the returned logits and the terms of the loss
+        # function: only what forward computed after them counts (its own dtype included)
+        read = (out[0], *terms.values())
+        precision = computed_in(total, sources=read)
         weigh_ce, weigh_p = math.exp(-s_ce), math.exp(-s_p)
         if arities["train_labels"] >= 3:
             seen["dict"] = True
@@ -1038,7 +1050,9 @@ def _measure_contract(ctx: Context) -> ContractMeasurement:
                         expected=ce if key == ce_key else proto,
                     )
             expected = weigh_ce * own_ce + s_ce + weigh_p * own_proto + s_p
-            tol = tolerance(precision, max(abs(expected), float(np.abs(train_logits).max())), _ULPS)
+            # only what forward computed after its own reported terms counts
+            own = computed_in(total, sources=(breakdown[ce_key], ctx.key(breakdown, _PROTO)), default=total.dtype)
+            tol = tolerance(own, max(abs(expected), float(np.abs(train_logits).max())), _ULPS)
             seen["total"] = max(seen["total"], abs(measured - expected))
             if not abs(measured - expected) <= tol:
                 fail(
@@ -1047,16 +1061,31 @@ def _measure_contract(ctx: Context) -> ContractMeasurement:
                     measured=measured,
                     expected=expected,
                     tolerance=tol,
+                    precision=dtype_name(own),
                     ce=own_ce,
                     proto_loss=own_proto,
                 )
             checks = [(total_key, measured)] + [(k, float(v)) for k, v in terms.items()]
             for key, value in checks:
                 got = term_value(breakdown[key])  # a plain 0.0 is a value, as in the originals
+                # the reported total against the returned one; the others against the oracle's reads
+                against = (total,) if key == total_key else read
+                precision = computed_in(breakdown[key], sources=against, default=total.dtype)
                 tol = tolerance(precision, max(abs(value), float(np.abs(train_logits).max())), _ULPS)
                 if not abs(got - value) <= tol:
-                    fail("dict-value", "train_labels", detail=key, measured=got, expected=value, tolerance=tol)
+                    fail(
+                        "dict-value",
+                        "train_labels",
+                        detail=key,
+                        measured=got,
+                        expected=value,
+                        tolerance=tol,
+                        precision=dtype_name(precision),
+                    )
             reported = own_ce
+            # the reported ce_loss against the cross-entropy of the returned logits: only what
+            # forward computed after the logits counts
+            precision = computed_in(breakdown[ce_key], sources=(out[0],), default=total.dtype)
             ce_tol = tolerance(precision, max(abs(ce), float(np.abs(train_logits).max())), _ULPS)
         else:
             # No breakdown: the cross-entropy the total implies, given proto_loss_fn's proto_loss.
@@ -1076,7 +1105,7 @@ def _measure_contract(ctx: Context) -> ContractMeasurement:
                 return _CeProbe(train_logits, reported, ce_tol)
             pool_k, img_k = features(ctx, salt + 1_000 * k, batch, 3, 8)
             head.train(True)
-            got = call_subject("forward", head, pool_k, img_k, labels=labels)
+            got = call_subject("forward", head, pool_k, img_k, **labelled)
             if not isinstance(got, (tuple, list)) or len(got) != arities["train_labels"]:
                 return _CeProbe(train_logits, math.nan, ce_tol)  # explains nothing
             logits_k = arr(got[0])
@@ -1099,8 +1128,24 @@ def _measure_contract(ctx: Context) -> ContractMeasurement:
         found = _explain_ce(probes, labels.tolist(), layout.num_classes, method)
         if found is None:
             if arities["train_labels"] >= 3:
-                fail("ce", "train_labels", measured=reported, expected=ce, tolerance=ce_tol)
-            fail("total", "train_labels", measured=measured, expected=expected, tolerance=tol, ce=ce, proto_loss=proto)
+                fail(
+                    "ce",
+                    "train_labels",
+                    measured=reported,
+                    expected=ce,
+                    tolerance=ce_tol,
+                    precision=dtype_name(precision),
+                )
+            fail(
+                "total",
+                "train_labels",
+                measured=measured,
+                expected=expected,
+                tolerance=tol,
+                precision=dtype_name(precision),
+                ce=ce,
+                proto_loss=proto,
+            )
         seen["explained"].append(found)
 
     strategy = st.tuples(

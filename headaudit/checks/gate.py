@@ -26,12 +26,12 @@ from hypothesis import strategies as st
 from torch import nn
 
 from headaudit.adapters import Head
-from headaudit.checks._common import dtype_name, tolerance
+from headaudit.checks._common import coarsest, computed_in, dtype_name, tolerance
 from headaudit.context import Context, Refuted
 from headaudit.fingerprints import Headline
 from headaudit.messages import Msg
 from headaudit.model import Finding
-from headaudit.precision import amplified, reduced_dtypes
+from headaudit.precision import amplified
 from headaudit.registry import Check
 from headaudit.sandbox import call_subject
 
@@ -112,7 +112,9 @@ def fit_gate(ctx: Context, seed: int, num_classes: int, batch: int) -> GateFit:
     gen = ctx.generator(seed)
     seen = _capture(ctx, head, torch.randn(batch, 4, 16, generator=gen), torch.randn(batch, 16, generator=gen))
     out = seen["out"]
-    dtype = out.dtype
+    # the block's output against its branches: what the fusion computed after them counts
+    read = [seen[n] for n in _BRANCHES]
+    dtype = computed_in(out, sources=read)
     branches = torch.stack([seen[n] for n in _BRANCHES], dim=-1).double()  # (..., E, 3)
     a = branches.reshape(-1, branches.size(-2), 3)
     y = out.double().reshape(-1, out.size(-1), 1)
@@ -144,7 +146,7 @@ def fit_gate(ctx: Context, seed: int, num_classes: int, batch: int) -> GateFit:
         token_tolerance=token_tol,
         min_weight=float(w.min()),
         max_sum_deviation=float((w.sum(-1) - 1).abs().max()),
-        sum_tolerance=amplified(dtype, 1.0, condition, _ULPS),
+        sum_tolerance=amplified(out, 1.0, condition, _ULPS, sources=read),
         condition=condition,
         outside_share=float(outside.double().mean()),
         outside_largest=float((distance / scale).max()),
@@ -222,7 +224,7 @@ class SumMeasurement:
     configs: int = 0
     largest_sum_deviation: float | None = None
     unresolved: int = 0  # per-token fits whose sum tolerance was too coarse to tell (see _RESOLUTION)
-    precision: str = ""  # the coarsest dtype the head computed in
+    precision: str = ""  # the coarsest precision the fits compared at
 
 
 def _measure_sum(ctx: Context) -> SumMeasurement:
@@ -245,7 +247,7 @@ def _measure_sum(ctx: Context) -> SumMeasurement:
         configs=len(usable),
         largest_sum_deviation=max((f.max_sum_deviation for f in usable), default=math.nan),
         unresolved=sum(1 for f in fits if f.per_token and not f.resolves_sum),
-        precision=next((dtype_name(d) for d in reduced_dtypes()), base.dtype),
+        precision=dtype_name(coarsest(*(getattr(torch, f.dtype) for f in (base, *fits)))),
     )
 
 

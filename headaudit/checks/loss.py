@@ -36,14 +36,14 @@ from hypothesis import strategies as st
 
 from headaudit.adapters import LOSS_CALL_NEEDS, Head, loss_terms
 from headaudit.build import accepts_keyword
-from headaudit.checks._common import Layout, coarsest, dtype_name, tolerance
+from headaudit.checks._common import Layout, dtype_name, tolerance
 from headaudit.checks._contracts import build_contract_head, contract_layouts
 from headaudit.checks._oracles import arr, cluster_terms, diversity, separation, unit
 from headaudit.context import Context, Refuted
 from headaudit.messages import Msg
 from headaudit.model import Finding
 from headaudit.names import split_key
-from headaudit.precision import is_reduced, reduced_dtypes
+from headaudit.precision import computed_in, is_reduced
 from headaudit.registry import Check
 from headaudit.sandbox import SubjectRaised, call_subject
 
@@ -187,7 +187,7 @@ def _measure_terms(ctx: Context) -> TermsMeasurement:
         proto_key = _key(ctx, _PROTO)
         parts = {k: v for k, v in values.items() if k != proto_key}
         seen["keys"].update(parts)
-        dtype = ctx.key(terms, _PROTO).dtype
+        dtype = computed_in(terms, sources=(protos, sims))  # what the loss computed from its inputs
         total = _value(ctx, terms, _PROTO)
         tol = tolerance(dtype, max([abs(v) for v in values.values()] + [1.0]), _ULPS)
         seen["tol"] = max(seen["tol"], tol)
@@ -311,7 +311,7 @@ def _measure_nearest(ctx: Context) -> NearestMeasurement:
 
         def loss(s: torch.Tensor) -> tuple[float, torch.dtype]:
             terms = _terms(ctx, head, protos, s, labels)
-            return _value(ctx, terms, _CLUSTER), ctx.key(terms, _CLUSTER).dtype
+            return _value(ctx, terms, _CLUSTER), computed_in(ctx.key(terms, _CLUSTER), sources=(protos, s))
 
         base, dtype = loss(sims)
         tol = tolerance(dtype, max(1.0, abs(base)), _ULPS)
@@ -351,7 +351,7 @@ def _measure_nearest(ctx: Context) -> NearestMeasurement:
         if not steps[0] < -tol and abs(steps[0]) <= tol and is_reduced(dtype):
             # the fall is below the rounding of the precision the head computed in: no evidence either way
             seen["unresolved"] += 1
-            seen["dtype"] = dtype_name(coarsest(dtype, *reduced_dtypes()))
+            seen["dtype"] = dtype_name(dtype)
             return
         if not steps[0] < -tol:
             raise Refuted(
@@ -459,7 +459,7 @@ def _coefficients(
     """
     terms = _terms(ctx, head, protos, sims, labels)
     base = _value(ctx, terms, _CLUSTER)
-    dtype = ctx.key(terms, _CLUSTER).dtype
+    dtype = computed_in(ctx.key(terms, _CLUSTER), sources=(protos, sims))
     coefficients = []
     for c in range(layout.num_classes):
         moved = sims.clone()
@@ -700,7 +700,7 @@ def _measure_separation(ctx: Context) -> SeparationMeasurement:
         margin = float(ctx.get(head, "proto_loss_fn.margin"))
         seen["margins"].add(round(margin, 6))
         oracle = separation(arr(sims), labels, layout.counts, margin)
-        tol = tolerance(ctx.key(terms, _SEP).dtype, max(1.0, margin), _ULPS)
+        tol = tolerance(ctx.key(terms, _SEP), max(1.0, margin), _ULPS, sources=(protos, sims))
         seen["tol"] = max(seen["tol"], tol)
         seen["diff"] = max(seen["diff"], abs(value - oracle))
         if not abs(value - oracle) <= tol:
@@ -836,7 +836,7 @@ def _measure_diversity(ctx: Context) -> DiversityMeasurement:
     def check(head: Head, layout: Layout, protos: torch.Tensor, spread: float, moved: bool) -> None:
         terms = _terms(ctx, head, protos, None, None)
         value = _value(ctx, terms, _DIV)
-        dtype = ctx.key(terms, _DIV).dtype
+        dtype = computed_in(ctx.key(terms, _DIV), sources=(protos,))
         seen["dtypes"].add(dtype_name(dtype))
         oracle = diversity(arr(protos), layout.counts, layout.max_prototypes)
         tol = tolerance(dtype, 1.0, _ULPS)

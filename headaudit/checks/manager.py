@@ -25,7 +25,7 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
 
 from headaudit.adapters import EXPAND_NEEDS, LAYOUT_NEEDS, Head, expand, unit_rows
-from headaudit.checks._common import Layout, dtype_name, tolerance
+from headaudit.checks._common import Layout, computed_in, dtype_name, tolerance
 from headaudit.checks._contracts import build_contract_head
 from headaudit.context import Context, Refuted
 from headaudit.fingerprints import Headline
@@ -234,7 +234,6 @@ class _Expander:
         self.ctx, self.head, self.found_by, self.trace, self.stats = ctx, head, found_by, trace, stats
         self.per_class = int(ctx.get(head, "proto_manager.max_prototypes"))
         self.dtype = ctx.get(head, _PROTOS).dtype
-        self.tol = tolerance(self.dtype, 1.0)
         self.was_leaf = _trainable_parameter(ctx.get(head, _PROTOS))  # rows kept in a buffer never were
 
     def _snapshot(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -282,8 +281,10 @@ class _Expander:
             expected = unit_rows(value.double())
             error = float((after_p[row].double() - expected).abs().max())
             self.stats["row_error"] = max(self.stats["row_error"], error)
-            if not error <= self.tol:
-                self._fail("row", c, k, returned, row=row, error=error, tolerance=self.tol)
+            precision = computed_in(self.ctx.get(self.head, _PROTOS))  # the rows as the subject wrote them
+            tol = tolerance(precision, 1.0)
+            if not error <= tol:
+                self._fail("row", c, k, returned, row=row, error=error, tolerance=tol, precision=dtype_name(precision))
             if int(after_c[c]) != k + 1:
                 self._fail("count", c, k, returned, count=int(after_c[c]), expected=k + 1)
             if not bool(after_m[row]):

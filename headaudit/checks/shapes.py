@@ -28,11 +28,12 @@ import torch
 from hypothesis import strategies as st
 
 from headaudit.adapters import Head
-from headaudit.checks._common import coarsest, dtype_name, tolerance
+from headaudit.checks._common import coarsest, computed_in, dtype_name, tolerance
 from headaudit.context import Context, Refuted
 from headaudit.fingerprints import Headline
 from headaudit.messages import Msg
 from headaudit.model import Finding
+from headaudit.precision import derived
 from headaudit.registry import Check
 from headaudit.sandbox import SubjectRaised, call_subject
 
@@ -60,14 +61,15 @@ def _logits(head: Head, *args: Any, **kwargs: Any) -> torch.Tensor:
     logits = out[0] if isinstance(out, (tuple, list)) else out
     if not isinstance(logits, torch.Tensor):
         raise SubjectRaised("forward", TypeError(f"returned {type(logits).__name__} as logits, not a tensor"))
-    return logits.detach()
+    return derived(logits.detach(), logits)
 
 
 def _tol(*tensors: torch.Tensor) -> float:
-    """Tolerance on outputs computed from float32 inputs: their dtype's, or float32's if coarser."""
+    """Tolerance on outputs of two runs from float32 inputs: the precision they were computed
+    in (their whole computation: the runs are compared with each other), at most float32's."""
     finite = [t[torch.isfinite(t)] for t in tensors]
     magnitude = max(float(t.abs().max()) if t.numel() else 0.0 for t in finite)
-    return tolerance(coarsest(tensors[0].dtype, torch.float32), magnitude, _ULPS)
+    return tolerance(coarsest(computed_in(tensors), torch.float32), magnitude, _ULPS)
 
 
 def _change(a: torch.Tensor, b: torch.Tensor) -> float:

@@ -43,11 +43,12 @@ import torch
 
 from headaudit.adapters import LOSS_CALL_NEEDS, Head, loss_terms
 from headaudit.build import SettingNotApplied
-from headaudit.checks._common import dtype_name, tolerance
+from headaudit.checks._common import coarsest, computed_in, dtype_name, tolerance
 from headaudit.context import Context
 from headaudit.fingerprints import Headline
 from headaudit.messages import Msg
 from headaudit.model import Finding
+from headaudit.precision import derived
 from headaudit.reference.recommended import ISIC2018_TASK3_COUNTS
 from headaudit.registry import Check
 from headaudit.sandbox import SubjectRaised, call_subject
@@ -140,7 +141,8 @@ def _cluster(ctx: Context, head: Head, sims: torch.Tensor, labels: torch.Tensor)
     """The subject's cluster term for these similarities and labels (no autograd)."""
     with torch.no_grad():
         terms = loss_terms(ctx, head, ctx.get(head, "proto_manager.prototypes"), sims, labels)
-    return torch.as_tensor(ctx.key(terms, _CLUSTER)).detach()
+    term = torch.as_tensor(ctx.key(terms, _CLUSTER))
+    return derived(term.detach(), term)  # compared at the precision the subject computed it in
 
 
 def _value(t: torch.Tensor) -> float:
@@ -156,15 +158,16 @@ def _effective_weights(ctx: Context, head: Head, per_class: int, labels: torch.T
 def _effective(
     ctx: Context, head: Head, per_class: int, labels: torch.Tensor, classes: int
 ) -> tuple[list[float], torch.dtype]:
-    """:func:`_effective_weights` and the dtype the subject computed them in."""
-    out, dtype = [], torch.float32
+    """:func:`_effective_weights` and the coarsest precision the subject computed them in."""
+    out: list[float] = []
+    precisions: list[torch.dtype] = []
     for c in sorted(set(labels.tolist())):
         sims = torch.ones(labels.numel(), classes, per_class)
         sims[labels == c, c, :] = 1.0 - _DISTANCE
         value = _cluster(ctx, head, sims, labels)
-        dtype = value.dtype
+        precisions.append(computed_in(value))
         out.append(_value(value) / _DISTANCE)
-    return out, dtype
+    return out, coarsest(*precisions) if precisions else torch.float32
 
 
 def _private_weights(ctx: Context, head: Head, labels: torch.Tensor, classes: int) -> list[float] | str | None:
@@ -254,7 +257,7 @@ def _simulate(ctx: Context, heads: _Heads, count: int) -> tuple[tuple[ShrinkStat
                 remap = torch.as_tensor(np.searchsorted(present, batch), dtype=torch.long)
                 without = _cluster(ctx, alone, sims[:, present, :alone_per_class], remap)
             a, b = _value(with_absent), _value(without)
-            tol = tolerance(with_absent.dtype, max(abs(a), abs(b)))
+            tol = tolerance((with_absent, without), max(abs(a), abs(b)))
             worst_tol = max(worst_tol, tol)
             if b == 0:
                 continue
@@ -332,7 +335,7 @@ def _direct(ctx: Context, heads: _Heads) -> tuple[tuple[DirectCase, ...], str]:
                 cluster_without=b,
                 cluster_with=a,
                 factor=a / b if b else math.nan,
-                tolerance=tolerance(with_absent.dtype, max(abs(a), abs(b))),
+                tolerance=tolerance((with_absent, without), max(abs(a), abs(b))),
                 effective_weights_without=eff_without,
                 effective_weights_with=tuple(_effective_weights(ctx, head, other_per_class, labels, present + extra)),
                 private_weights_without=private_without,
