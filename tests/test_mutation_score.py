@@ -213,7 +213,11 @@ def test_the_report_shows_detections_crashes_apart_and_survivors(small_report: R
     assert "### 变异得分" in zh
     assert "**崩溃**" in zh
     assert "1 个崩溃，1 个未被检出" in zh
-    assert "### Mutation score" not in render_markdown(small_report, "en")  # not measured: not shown
+    unmeasured = render_markdown(small_report, "en")  # not measured: the section names the command
+    assert "### Mutation score" in unmeasured
+    assert "Not measured in this run" in unmeasured
+    assert "`headaudit report --mutation`" in unmeasured
+    assert "headaudit report --mutation" in render_markdown(small_report, "zh")
     assert Report.from_dict(json.loads(json.dumps(report.to_dict()))).extra["mutation"] == SCORE.to_dict()
     assert "- `raising`: `gate.sum-to-one`: 无法测量：forward 抛出 RuntimeError: mutant raised" in zh
     assert SCORE.to_dict()["mutants"][1]["crashes"][0]["detail"].endswith("RuntimeError: mutant raised")
@@ -236,3 +240,24 @@ def test_headaudit_mutate_prints_the_score_and_writes_json(tmp_path: Path) -> No
                          text=True, check=False, timeout=120)  # fmt: skip
     assert bad.returncode == 2
     assert bad.stderr.count("\n") == 1
+
+
+def test_report_measures_the_score_only_with_mutation(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The default report never pays for the score; ``--mutation`` adds the measured one."""
+    from headaudit import cli
+
+    calls: list[str] = []
+
+    def measured(args: object) -> MutationScore:
+        calls.append("measured")
+        return SCORE
+
+    monkeypatch.setattr(cli, "_mutation", measured)
+    assert cli.main(["report", "--only", "gate.sum-to-one", "--no-bench"]) == 0
+    assert calls == []
+    assert "Not measured in this run" in capsys.readouterr().out
+    assert cli.main(["report", "--only", "gate.sum-to-one", "--no-bench", "--mutation"]) == 0
+    assert calls == ["measured"]
+    assert "1 of 3 single-change mutants" in capsys.readouterr().out

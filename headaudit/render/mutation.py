@@ -30,11 +30,11 @@ def _outcome(mutant: Mapping[str, Any], lang: str) -> tuple[str, str]:
 
 
 def render_mutation(report: Report, lang: str) -> list[str]:
-    """The ``### Mutation score`` lines, or none when this run did not measure it (or the
-    record predates the detected / crashed split)."""
+    """The ``### Mutation score`` lines; when this run did not measure it (the default: it
+    takes minutes and depends only on headaudit's own checks), the command that does."""
     data = report.extra.get("mutation")
     if not isinstance(data, Mapping) or "detected" not in data:
-        return []
+        return [f"### {_t('mutation.title', lang)}", "", _t("mutation.not_measured", lang), ""]
     rewrites = data["equivalents"]
     alarms = [f"`{r['id']}`: {', '.join(f'`{c}`' for c in r['changed'])}" for r in rewrites if r["changed"]]
     files = ", ".join(f"`{f}`" for f in dict.fromkeys(str(r.get("file", "")) for r in rewrites)) or "-"
