@@ -15,8 +15,10 @@ seeded direction ``v`` of random signs, and
 - autograd's directional derivative ``<grad T, v>`` (0 where the term has no graph or the
   gradient does not reach the group),
 - the central difference ``(T(x + h v) - T(x - h v)) / 2h`` at ``h`` and at ``h / 2``,
-  with ``h`` the cube root of the dtype's epsilon (the step that balances rounding against
-  truncation; ``h / 10`` is tried too, which crosses fewer kinks of a hinge or a minimum).
+  with ``h`` the cube root of the epsilon of the coarsest dtype on the path (the inputs
+  moved, the term returned, a reduced precision the subject computed in): the step that
+  balances rounding against truncation; ``h / 10`` is tried too, which crosses fewer kinks
+  of a hinge or a minimum.
 
 Tolerance: the rounding of the term (:func:`headaudit.precision.tolerance` at its
 magnitude) divided by the step, the rounding of autograd's sum (the same rule at
@@ -24,10 +26,10 @@ magnitude) divided by the step, the rounding of autograd's sum (the same rule at
 truncation error, or a kink crossed), and ``1e-3`` of the derivatives. The value *moves*
 along a group when the difference exceeds that tolerance without the relative part.
 
-Outcomes per term (:data:`OUTCOMES`): ``trains`` (the gradient agrees where the value
-moves), ``inactive`` (the value does not depend on any group in this state, and the
-gradient says the same: a hinge with every distance past the margin; said, never a
-failure), and three failures: ``no-gradient`` (the value moves and the term has no graph
+Outcomes per term (:data:`OUTCOMES`): ``trains`` (a gradient flows and agrees with the
+difference), ``inactive`` (the value does not move along any group in this state and no
+gradient flows: a hinge with every distance past the margin; said, never a failure), and
+three failures: ``no-gradient`` (the value moves and the term has no graph
 or no gradient reaches the group), ``disagrees`` (a gradient, but not the derivative of
 the value), ``identically-zero`` or ``constant`` (nothing moves where the check's own
 oracle says the term is active in this state). A group fails only when it fails at every
@@ -50,7 +52,7 @@ from headaudit.context import Context
 from headaudit.messages import Msg
 from headaudit.model import Finding
 from headaudit.names import split_key
-from headaudit.precision import dtype_name, tolerance
+from headaudit.precision import coarsest, dtype_name, reduced_dtypes, tolerance
 from headaudit.sandbox import SubjectRaised, call_subject
 
 __all__ = [
@@ -259,8 +261,11 @@ def probe(
     for g, (along, ts) in enumerate(groups):
         if not ts:
             continue
-        eps = max(torch.finfo(t.dtype).eps for t in ts)
-        h0 = eps ** (1 / 3)
+        # the step follows the coarsest precision on the path: the inputs moved, the terms
+        # returned (a loss that casts float64 inputs to float32 rounds at float32), and any
+        # reduced precision the subject computed in during this check
+        floating = [t.dtype for t in ts if t.is_floating_point()] + list(dtypes.values()) + list(reduced_dtypes())
+        h0 = torch.finfo(coarsest(*floating)).eps ** (1 / 3)
         pending = {name for name in base if math.isfinite(values[name])}
         last: dict[str, _Group] = {}
         for h in (h0, h0 / 10):
@@ -280,7 +285,10 @@ def probe(
                 tol = noise + _RELATIVE * max(abs(fd), abs(ag))
                 dname = dtype_name(dtypes[name])
                 if abs(fd) <= noise and abs(ag) <= tol:
-                    outcome = "inactive"
+                    # below what the difference resolves: at rest where no gradient flows (a
+                    # hinge, a constant), trained where a gradient flows and agrees (a term
+                    # small in this state, such as one shrunk by its class weight)
+                    outcome = "inactive" if mass[name][g] == 0.0 else "trains"
                 elif abs(ag - fd) <= tol:
                     outcome = "trains"
                 else:
@@ -304,7 +312,8 @@ def probe(
             continue
         outcome = chosen.outcome
         if outcome == "inactive" and (active or {}).get(name, False):
-            outcome = "identically-zero" if abs(values[name]) <= chosen.tolerance else "constant"
+            zero = abs(values[name]) <= tolerance(dtypes[name], 0.0)
+            outcome = "identically-zero" if zero else "constant"
         out.append(
             TermTraining(
                 name,

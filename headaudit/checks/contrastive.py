@@ -4,7 +4,10 @@ Claim 1.1 of the original report: the fixed contrastive loss pushes apart only
 prototypes of different classes and equals their mean similarity. Claim 2.4: with
 ``n <= 1`` valid prototypes it is 0. The term is read through
 ``compute_contrastive_loss`` where it exists, else isolated from the loss forward with
-an empty label batch (:func:`headaudit.adapters.contrastive_term`).
+an empty label batch (:func:`headaudit.adapters.contrastive_term`). Each check also probes
+the term to train (:mod:`headaudit.checks._trains`): a term with the right values and no
+gradient (a ``.detach()``, a ``torch.no_grad()`` block) is refuted, and ``contrastive.tiny``'s
+"finite gradients" is backed by a control state with two classes where the term must train.
 """
 
 from __future__ import annotations

@@ -11,7 +11,10 @@
 
 These checks are about how the subject behaves on edge inputs, so a raise of the subject
 at the call under test IS the measurement: its type and message are recorded (and whether
-it names what is wrong), never turned into ``error``. About 0.1 s per subject.
+it names what is wrong), never turned into ``error``. A finite gradient is vacuous for a
+term that has none, so the terms they read are also probed to train
+(:mod:`headaudit.checks._trains`): on the empty batch the cluster term must be at rest, and
+in a one-sample control batch it must train. About 0.5 s per subject.
 """
 
 from __future__ import annotations
@@ -210,7 +213,9 @@ def _loss_case(ctx: Context, log: TrainingLog, name: str, counts: tuple[int, ...
 
 
 def _measure_small(ctx: Context) -> SmallBatchesMeasurement:
-    log = TrainingLog()  # probed once per path (the terms the other cases add are inactive there)
+    # each term is probed in the first case of each path (forward, loss): the later forward
+    # cases hold no term the first does not, and each probe costs a dozen training forwards
+    log = TrainingLog()
     cases = (
         _forward_case(ctx, log, "batch-of-one", [0], 2),
         _forward_case(ctx, None, "one-class", [1, 1, 1, 1], 2),

@@ -20,6 +20,11 @@ scale at 1 (a setting, read back) or by the moves that leave every other term al
   matter, a class without other-class prototypes contributes nothing.
 - ``loss.diversity-value``: diversity against its numpy oracle.
 
+Each also probes the terms it reads to train (:mod:`headaudit.checks._trains`), in one of
+the states it builds: a term with the right values and no gradient is ``fail`` naming it,
+and a term that does not move where the check's oracle says it is active (a masked minimum
+that is 0 whatever the distances) is ``fail`` too.
+
 Cost (2-core CPU, one thread): about 0.6-0.7 s per subject for the five checks.
 """
 

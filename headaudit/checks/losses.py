@@ -18,6 +18,11 @@ sample. The verdict is the same whichever slot the file sits in; what a pair's r
 means for claim 1.4 is decided by the claim record. A loss without some of the four terms
 (a head that dropped or replaced them) is measured on the pairs of those it has, saying
 which are absent; with fewer than two there is no pair, and the check is n/a.
+
+A term without a gradient would sit in every pair as "inactive", so each term is first
+probed to train (:mod:`headaudit.checks._trains`) in the first states of each table; one
+that cannot train is ``fail`` naming it. Pairs measured in too few states are named
+whatever else the check finds, beside the conflicts.
 """
 
 from __future__ import annotations
