@@ -23,7 +23,10 @@ seeded direction ``v`` of random signs, and
 Tolerance: the rounding of the term (:func:`headaudit.precision.tolerance` at its
 magnitude) divided by the step, the rounding of autograd's sum (the same rule at
 ``sum |g v|``), ten times the gap between the differences at ``h`` and ``h / 2`` (their
-truncation error, or a kink crossed), and ``1e-3`` of the derivatives. The value *moves*
+truncation error), the gap between the forward and the backward difference (small where the
+term is smooth, the jump of its slope where a hinge or a minimum's kink lies within the
+step: a central difference across a kink averages two slopes), and ``1e-3`` of the
+derivatives. The value *moves*
 along a group when the difference exceeds that tolerance without the relative part.
 
 Outcomes per term (:data:`OUTCOMES`): ``trains`` (a gradient flows and agrees with the
@@ -253,9 +256,15 @@ def probe(
             finally:
                 for t, s in zip(ts, saved, strict=True):
                     t.copy_(s)
-        return {k: (plus.get(k, math.nan) - minus.get(k, math.nan)) / (2 * h) for k in base} | {
-            f"{k}\0mag": max(abs(plus.get(k, math.nan)), abs(minus.get(k, math.nan))) for k in base
-        }
+        out: dict[str, float] = {}
+        for k in base:
+            p, m = plus.get(k, math.nan), minus.get(k, math.nan)
+            out[k] = (p - m) / (2 * h)
+            out[f"{k}\0mag"] = max(abs(p), abs(m))
+            # forward minus backward difference: h |v'Hv| where the term is smooth, the whole jump
+            # of the slope where a kink (a hinge, a minimum changing hands) lies within the step
+            out[f"{k}\0kink"] = abs(p + m - 2 * values[k]) / h
+        return out
 
     found: dict[str, list[_Group]] = {name: [] for name in base}
     for g, (along, ts) in enumerate(groups):
@@ -281,6 +290,7 @@ def probe(
                     tolerance(dtypes[name], magnitude) / (h / 2)
                     + tolerance(dtypes[name], mass[name][g])
                     + _GAP * abs(coarse[name] - fd)
+                    + fine[f"{name}\0kink"]
                 )
                 tol = noise + _RELATIVE * max(abs(fd), abs(ag))
                 dname = dtype_name(dtypes[name])

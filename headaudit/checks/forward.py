@@ -863,6 +863,9 @@ def _judge_contract(m: ContractMeasurement) -> Finding:
     if g.fresh_log_sigmas != (0.0, 0.0):
         params = {"s_ce": g.fresh_log_sigmas[0], "s_proto": g.fresh_log_sigmas[1]}
         return Finding("fail", Msg("forward.contract.fresh-sigmas", params))
+    untrainable = untrained(g.terms)  # a term that cannot train, named (the total's gradient is then wrong too)
+    if untrainable is not None:
+        return untrainable
     if g.wrong:
         name, (autograd, numeric) = next(iter(g.examples.items()), (g.wrong[0], (math.nan, math.nan)))
         params = {
@@ -875,9 +878,6 @@ def _judge_contract(m: ContractMeasurement) -> Finding:
             "dtype": g.dtype,
         }
         return Finding("fail", Msg("forward.contract.gradient", params))
-    untrainable = untrained(g.terms)
-    if untrainable is not None:
-        return untrainable
     key = "pass_dict" if m.loss_dict else "pass"
     if g.fixed_temperature is not None:
         params = {"kind": Msg(f"forward.contract.fixed.{g.fixed_temperature}"), "parameters": g.parameters}

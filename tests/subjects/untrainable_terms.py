@@ -9,7 +9,6 @@ a check compares stays what it was (or, for the masked minima, becomes a constan
   which is 0 whatever the distances (the other classes' entries are masked to 0);
 - ``MaskedMinSeparation``: the separation hinge as ``min(relu(margin - d) * other_class_mask)``,
   0 whatever the distances for the same reason;
-- ``Untouched``: head_fixed.py as it is (the must-pass twin);
 - ``Aligned`` / ``AlignedDetached``: every key the same trainable term (no pair conflicts:
   ``losses.conflicts`` passes), and the same with the contrastive key detached;
 - ``NeverDiverse``: diversity times 0 (inactive in every state, not a cut graph).
@@ -85,10 +84,6 @@ class _WithLoss(_Base):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.proto_loss_fn.__class__ = self.loss_class
-
-
-class Untouched(_Base):
-    pass
 
 
 class DetachedCluster(_WithLoss):
