@@ -117,6 +117,8 @@ def test_the_aligned_twin_passes_conflicts_and_its_terms_train(
         ("MaskedMinCluster", "loss.cluster-scale"),
         ("MaskedMinSeparation", "loss.separation-value"),
         ("NoGradContrastive", "forward.contract"),
+        ("MaskedMinCluster", "losses.conflicts"),
+        ("MaskedMinSeparation", "losses.conflicts"),
     ],
 )
 def test_a_masked_minimum_or_no_grad_term_fails(
@@ -127,9 +129,10 @@ def test_a_masked_minimum_or_no_grad_term_fails(
     would pass a 0 factor as a 0 term)."""
     result = check(check_id, subject(f"{_SUBJECT}:{cls}"), role)
     assert result.verdict == "fail", result.summary("en")
-    if check_id == "loss.cluster-scale":
-        outcomes = {r["outcome"] for r in _records(result.evidence)}
-        assert outcomes == {"identically-zero"}
+    if check_id in ("loss.cluster-scale", "losses.conflicts"):  # the values alone need not refute it
+        assert "identically-zero" in {r["outcome"] for r in _records(result.evidence)}
+    if check_id == "losses.conflicts":  # its pairs with the term would only be "inactive"
+        assert result.message.id == "trains.identically-zero", result.summary("en")
 
 
 # --- the probe on plain functions ----------------------------------------------------------------

@@ -155,7 +155,7 @@ def _gradients(ctx: Context, head: Head, pool: torch.Tensor, img: torch.Tensor, 
 
 
 def _probe(
-    ctx: Context, head: Head, pool: torch.Tensor, img: torch.Tensor, labels: torch.Tensor, salt: int
+    ctx: Context, head: Head, pool: torch.Tensor, img: torch.Tensor, labels: torch.Tensor, salt: int, raised: bool
 ) -> tuple[TermTraining, ...]:
     """Whether each term trains along the prototypes and the parameters the class embeddings come from."""
 
@@ -166,7 +166,12 @@ def _probe(
         terms = loss_terms(ctx, h, ctx.get(h, "proto_manager.prototypes"), similarities, labels)
         return {ctx.subject.names.apply(_KEYS[t]): ctx.key(terms, _KEYS[t]) for t in _present(ctx)}
 
-    return probe_head(ctx, head, evaluate, salt)
+    # What these states make active whatever the head: a class's samples are present (cluster),
+    # classes own prototypes (contrastive), and at the raised margin every sample is inside the
+    # hinge (separation). Diversity depends on the head's own threshold: at rest is said, not refuted.
+    certain = {"cluster": True, "contrastive": True, "separation": raised}
+    active = {ctx.subject.names.apply(_KEYS[t]): certain.get(t, False) for t in _present(ctx)}
+    return probe_head(ctx, head, evaluate, salt, active=active)
 
 
 def _table(
@@ -181,7 +186,7 @@ def _table(
         grads = _gradients(ctx, head, pool, img, labels)
         # until each term is decided: a hinge inactive here may be active in the next state (or at the raised margin)
         if index < _PROBE_STATES and log.wants():
-            log.add(_probe(ctx, head, pool, img, labels, index + (0 if margin is None else 1000)))
+            log.add(_probe(ctx, head, pool, img, labels, index + (0 if margin is None else 1000), margin is not None))
         for a, b in cosines:
             ga, gb = grads[a].flatten().double(), grads[b].flatten().double()
             na, nb = float(ga.norm()), float(gb.norm())
