@@ -4,7 +4,10 @@ Claim 1.1 of the original report: the fixed contrastive loss pushes apart only
 prototypes of different classes and equals their mean similarity. Claim 2.4: with
 ``n <= 1`` valid prototypes it is 0. The term is read through
 ``compute_contrastive_loss`` where it exists, else isolated from the loss forward with
-an empty label batch (:func:`headaudit.adapters.contrastive_term`).
+an empty label batch (:func:`headaudit.adapters.contrastive_term`). Each check also probes
+the term to train (:mod:`headaudit.checks._trains`): a term with the right values and no
+gradient (a ``.detach()``, a ``torch.no_grad()`` block) is refuted, and ``contrastive.tiny``'s
+"finite gradients" is backed by a control state with two classes where the term must train.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from headaudit.checks._common import (
     row_classes,
     tolerance,
 )
+from headaudit.checks._trains import TermTraining, TrainingLog, leaf, probe, untrained
 from headaudit.context import Context, Refuted
 from headaudit.messages import Msg
 from headaudit.model import Finding
@@ -69,6 +73,27 @@ def _term(ctx: Context, head: Head, x: torch.Tensor, *, unscaled: bool) -> tuple
     return float(value.detach()), computed_in(value, sources=(x,))
 
 
+def _term_name(ctx: Context) -> str:
+    """The name the term is read through (the method where the loss has it, else the dict key)."""
+    method = "proto_loss_fn.compute_contrastive_loss"
+    return method if ctx.has(method) else "proto_loss_fn[contrastive_loss]"
+
+
+def _probe(
+    ctx: Context, head: Head, x: torch.Tensor, *, unscaled: bool, active: bool, salt: int, case: str = ""
+) -> tuple[TermTraining, ...]:
+    """Whether the term trains along the prototype rows at ``x`` (``active``: the oracle has
+    different-class pairs there), in ``x``'s dtype (the state the check built)."""
+    name = _term_name(ctx)
+    rows = leaf(x, dtype=None)
+
+    def evaluate() -> dict[str, object]:
+        return {name: contrastive_term(ctx, head, rows, unscaled=unscaled)}
+
+    groups = [("proto_manager.prototypes", [rows])]
+    return probe(evaluate, groups, ctx.generator(60_000 + salt), active={name: active}, case=case)
+
+
 # --- contrastive.pairs -------------------------------------------------------------
 
 
@@ -98,6 +123,7 @@ class PairsMeasurement:
     largest_cross_class_change: float
     largest_tolerance: float
     dtype: str
+    training: tuple[TermTraining, ...] = ()  # whether the term trains (item 2), per term
 
 
 def _orthonormal_state(ctx: Context, layout: Layout) -> torch.Tensor:
@@ -114,6 +140,7 @@ def _measure_pairs(ctx: Context) -> PairsMeasurement:
     seen = {"layouts": 0, "moves": 0, "same": 0, "cross": 0, "raises": 0}
     extremes = {"same": 0.0, "cross_min": math.inf, "cross_max": -math.inf, "tol": 0.0}
     dtypes: set[str] = set()
+    log = TrainingLog()
 
     def prop(asked: Layout) -> None:
         head, layout = head_for_layout(ctx, asked, _EMB)
@@ -121,6 +148,10 @@ def _measure_pairs(ctx: Context) -> PairsMeasurement:
         owner = row_classes(layout)
         x = _orthonormal_state(ctx, layout)
         base, dtype = _term(ctx, head, x, unscaled=False)
+        if log.wants() and any(owner[i] != owner[j] for i, j in pairs(sorted(owner))):
+            # no value oracle here (a hinge on the cosine is at rest at orthonormal rows): a term
+            # that never moves is refuted by the moves below ("never raised"), not by the probe
+            log.add(_probe(ctx, head, x, unscaled=False, active=False, salt=layout.rows))
         dtypes.add(dtype_name(dtype))
 
         def change_of(moved: torch.Tensor) -> tuple[float, float]:
@@ -170,6 +201,7 @@ def _measure_pairs(ctx: Context) -> PairsMeasurement:
         largest_cross_class_change=extremes["cross_max"] if seen["cross"] else math.nan,
         largest_tolerance=extremes["tol"],
         dtype=", ".join(sorted(dtypes)),
+        training=log.records(),
     )
 
 
@@ -184,6 +216,9 @@ def _judge_pairs(m: PairsMeasurement) -> Finding:
             "classes": list(bad.classes),
         }
         return Finding("fail", Msg(f"contrastive.pairs.{bad.kind}", params))
+    untrainable = untrained(m.training)
+    if untrainable is not None:
+        return untrainable
     if m.cross_class_moves == 0:
         return Finding("error", Msg("contrastive.pairs.no_cross_moves", {"layouts": m.layouts}))
     if m.raises == 0:
@@ -229,12 +264,14 @@ class ValueMeasurement:
     largest_abs_difference: float
     largest_tolerance: float
     dtype: str
+    training: tuple[TermTraining, ...] = ()  # whether the term trains (item 2)
 
 
 def _measure_value(ctx: Context) -> ValueMeasurement:
     worst = {"diff": 0.0, "tol": 0.0}
     compared = [0]
     dtypes: set[str] = set()
+    log = TrainingLog()
 
     @st.composite
     def cases(draw: st.DrawFn) -> tuple[Layout, int]:
@@ -249,6 +286,8 @@ def _measure_value(ctx: Context) -> ValueMeasurement:
         expected = different_class_mean(x.numpy(), layout)
         measured, dtype = _term(ctx, head, x, unscaled=True)
         dtypes.add(dtype_name(dtype))
+        if log.wants():  # every layout here has different-class pairs: the oracle's term is active
+            log.add(_probe(ctx, head, x, unscaled=True, active=True, salt=100 + salt))
         diff = abs(measured - expected)
         tol = tolerance(dtype, max(abs(expected), abs(measured)))
         compared[0] += 1
@@ -265,6 +304,7 @@ def _measure_value(ctx: Context) -> ValueMeasurement:
         largest_abs_difference=worst["diff"],
         largest_tolerance=worst["tol"],
         dtype=", ".join(sorted(dtypes)),
+        training=log.records(),
     )
 
 
@@ -279,6 +319,9 @@ def _judge_value(m: ValueMeasurement) -> Finding:
             "layout": bad.layout.describe(),
         }
         return Finding("fail", Msg("contrastive.value.fail", params))
+    untrainable = untrained(m.training)
+    if untrainable is not None:
+        return untrainable
     return Finding(
         "pass",
         Msg(
@@ -316,6 +359,9 @@ class TinyCase:
 @dataclass(frozen=True)
 class TinyMeasurement:
     cases: tuple[TinyCase, ...]
+    # whether the term trains: in each tiny case (where it must not move: inactive) and in a
+    # control state with two classes (where it must: "finite gradients" is then not vacuous)
+    training: tuple[TermTraining, ...] = ()
 
 
 _TINY_CASES: tuple[tuple[str, Layout], ...] = (
@@ -323,11 +369,13 @@ _TINY_CASES: tuple[tuple[str, Layout], ...] = (
     ("n=1", Layout(3, 2, (1, 0, 0))),
     ("one class, n=3", Layout(3, 3, (3, 0, 0))),
 )
+_TINY_CONTROL = ("two classes, n=2", Layout(3, 2, (1, 1, 0)))
 
 
 def _measure_tiny(ctx: Context) -> TinyMeasurement:
     cases = []
-    for name, asked in _TINY_CASES:
+    training: list[TermTraining] = []
+    for index, (name, asked) in enumerate(_TINY_CASES):
         head, layout = head_for_layout(ctx, asked, 8)
         x = torch.randn(layout.rows, 8, generator=ctx.generator(7), requires_grad=True)
         record: dict[str, object] = {}
@@ -344,6 +392,7 @@ def _measure_tiny(ctx: Context) -> TinyMeasurement:
                 (grad,) = torch.autograd.grad(value, x, allow_unused=True)
                 grad_ok = grad is None or bool(torch.isfinite(grad).all())
             record["finite_gradient"] = grad_ok
+            training.extend(_probe(ctx, head, x, unscaled=False, active=False, salt=200 + index, case=name))
         # With labels present the per-class terms run too; report what the whole loss does.
         labels = torch.zeros(2, dtype=torch.long)
         sims = torch.rand(2, layout.num_classes, layout.max_prototypes, generator=ctx.generator(8))
@@ -353,11 +402,19 @@ def _measure_tiny(ctx: Context) -> TinyMeasurement:
         except SubjectRaised as exc:
             record["with_labels"] = exc.detail
         cases.append(TinyCase(name, layout, **record))  # type: ignore[arg-type]
-    return TinyMeasurement(tuple(cases))
+    name, asked = _TINY_CONTROL
+    head, layout = head_for_layout(ctx, asked, 8)
+    x = torch.randn(layout.rows, 8, generator=ctx.generator(7))
+    # active=False: the claim here is about n <= 1; a hinge on the cosine may rest at these rows
+    training.extend(_probe(ctx, head, x, unscaled=False, active=False, salt=210, case=name))
+    return TinyMeasurement(tuple(cases), tuple(training))
 
 
 def _judge_tiny(m: TinyMeasurement) -> Finding:
     bad = [c for c in m.cases if not c.ok]
+    untrainable = untrained(m.training)
+    if untrainable is not None and not bad:
+        return untrainable
     if not bad:
         return Finding("pass", Msg("contrastive.tiny.pass", {"cases": [c.name for c in m.cases]}))
     listing = []

@@ -11,12 +11,16 @@
 
 These checks are about how the subject behaves on edge inputs, so a raise of the subject
 at the call under test IS the measurement: its type and message are recorded (and whether
-it names what is wrong), never turned into ``error``. About 0.1 s per subject.
+it names what is wrong), never turned into ``error``. A finite gradient is vacuous for a
+term that has none, so the terms they read are also probed to train
+(:mod:`headaudit.checks._trains`): on the empty batch the cluster term must be at rest, and
+in a one-sample control batch it must train. About 0.5 s per subject.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,6 +28,16 @@ import torch
 
 from headaudit.adapters import LOSS_CALL_NEEDS, Head, loss_terms, set_counts
 from headaudit.checks._common import computed_in, dtype_name, tolerance
+from headaudit.checks._trains import (
+    PARAMETER_NEEDS,
+    TermTraining,
+    TrainingLog,
+    probe_head,
+    probe_loss,
+    subject_key,
+    untrained,
+    with_case,
+)
 from headaudit.context import Context
 from headaudit.messages import Msg
 from headaudit.model import Finding
@@ -54,6 +68,9 @@ class ClusterEmptyMeasurement:
     finite_gradient: bool | None
     raised: str | None
     dtype: str | None
+    # whether the term trains: inactive on the empty batch (nothing to train), and active in a
+    # control batch of one sample (so "a finite gradient" on the empty batch is not vacuous)
+    training: tuple[TermTraining, ...] = ()
 
 
 def _measure_cluster_empty(ctx: Context) -> ClusterEmptyMeasurement:
@@ -66,12 +83,19 @@ def _measure_cluster_empty(ctx: Context) -> ClusterEmptyMeasurement:
         return ClusterEmptyMeasurement(None, None, None, exc.detail, None)
     value = torch.as_tensor(ctx.key(terms, _CLUSTER))
     precision = computed_in(value, sources=(protos,))
+    key = subject_key(ctx, _CLUSTER)
+    empty = probe_loss(ctx, head, protos, None, None, [key], 1, along=("prototypes",))
+    per_class = int(ctx.get(head, "proto_manager.max_prototypes"))
+    sims = torch.rand(1, _CLASSES, per_class, generator=ctx.generator(5)) * 2 - 1
+    active = {f"proto_loss_fn[{key}]": True}  # one sample with valid own prototypes: its distance counts
+    control = probe_loss(ctx, head, protos, sims, [0], [key], 2, along=("similarities",), active=active)
     return ClusterEmptyMeasurement(
         value=float(value.detach().sum()),
         tolerance=tolerance(precision, 0.0),
         finite_gradient=_finite_grad(value, [protos]),
         raised=None,
         dtype=dtype_name(precision),
+        training=with_case(empty, "empty batch") + with_case(control, "one sample"),
     )
 
 
@@ -84,6 +108,9 @@ def _judge_cluster_empty(m: ClusterEmptyMeasurement) -> Finding:
         return Finding("fail", Msg("edges.cluster-empty.value", {"value": m.value}))
     if not m.finite_gradient:
         return Finding("fail", Msg("edges.cluster-empty.gradient", {}))
+    untrainable = untrained(m.training)
+    if untrainable is not None:
+        return untrainable
     return Finding("pass", Msg("edges.cluster-empty.pass", {"value": m.value, "dtype": m.dtype or "?"}))
 
 
@@ -109,13 +136,24 @@ class SmallCase:
 @dataclass(frozen=True)
 class SmallBatchesMeasurement:
     cases: tuple[SmallCase, ...]
+    training: tuple[TermTraining, ...] = ()  # whether each loss term these cases read trains
+
+
+def _forward_terms(out: Any) -> dict[str, object]:
+    """The loss a training forward returns, and its loss dict's terms where it returns one."""
+    terms: dict[str, object] = {}
+    if isinstance(out, (tuple, list)) and len(out) > 1:
+        terms["forward[loss]"] = out[1]
+        if len(out) > 2 and isinstance(out[2], Mapping):
+            terms.update({f"forward[{k}]": v for k, v in out[2].items()})
+    return terms
 
 
 def _params(head: Head) -> list[torch.Tensor]:
     return [p for p in head.parameters() if p.requires_grad]
 
 
-def _forward_case(ctx: Context, name: str, labels: list[int], per_class: int) -> SmallCase:
+def _forward_case(ctx: Context, log: TrainingLog | None, name: str, labels: list[int], per_class: int) -> SmallCase:
     torch.manual_seed(ctx.seed)
     head = ctx.build(num_classes=_CLASSES, emb_dim=_EMB, train=True, num_prototypes=per_class)
     counts = tuple(int(k) for k in ctx.get(head, "proto_manager.protos_per_class").tolist())
@@ -131,10 +169,18 @@ def _forward_case(ctx: Context, name: str, labels: list[int], per_class: int) ->
     except SubjectRaised as exc:  # an edge input's raise is the measurement here
         return SmallCase(**base, raised=exc.detail)
     value = float(loss.detach().sum())
+    if log is not None and log.wants() and math.isfinite(value):
+        label_tensor = torch.tensor(labels)
+
+        def evaluate(h: Head, dtype: torch.dtype | None) -> dict[str, object]:
+            x, y = (pool, img) if dtype is None else (pool.to(dtype), img.to(dtype))
+            return _forward_terms(call_subject("forward", h, x, y, labels=label_tensor))
+
+        log.add(with_case(probe_head(ctx, head, evaluate, len(labels) * 10 + per_class), name))
     return SmallCase(**base, loss=value, finite_loss=math.isfinite(value), finite_gradient=grad_ok)
 
 
-def _loss_case(ctx: Context, name: str, counts: tuple[int, ...]) -> SmallCase:
+def _loss_case(ctx: Context, log: TrainingLog, name: str, counts: tuple[int, ...]) -> SmallCase:
     torch.manual_seed(ctx.seed)
     head = ctx.build(num_classes=_CLASSES, emb_dim=_EMB, train=True, num_prototypes=1)
     set_counts(ctx, head, counts)
@@ -154,18 +200,30 @@ def _loss_case(ctx: Context, name: str, counts: tuple[int, ...]) -> SmallCase:
     except SubjectRaised as exc:
         return SmallCase(**base, raised=exc.detail)
     finite = all(bool(torch.isfinite(v).all()) for v in values)
+    if log.wants() and finite:
+
+        def evaluate(h: Head, dtype: torch.dtype | None) -> dict[str, object]:
+            x, y = (pool, img) if dtype is None else (pool.to(dtype), img.to(dtype))
+            out = call_subject("forward_features", ctx.get(h, "forward_features"), x, y)
+            sims = out[0] if isinstance(out, (tuple, list)) else out
+            found = loss_terms(ctx, h, ctx.get(h, _PROTOS), sims, labels)
+            return {f"proto_loss_fn[{k}]": v for k, v in found.items()}
+
+        log.add(with_case(probe_head(ctx, head, evaluate, 99), name))
     return SmallCase(**base, loss=float(total.detach()), finite_loss=finite, finite_gradient=grad_ok)
 
 
 def _measure_small(ctx: Context) -> SmallBatchesMeasurement:
-    return SmallBatchesMeasurement(
-        (
-            _forward_case(ctx, "batch-of-one", [0], 2),
-            _forward_case(ctx, "one-class", [1, 1, 1, 1], 2),
-            _forward_case(ctx, "one-prototype-per-class", [0, 1, 2, 0], 1),
-            _loss_case(ctx, "one-prototype-in-all", (1,) + (0,) * (_CLASSES - 1)),
-        )
+    # each term is probed in the first case of each path (forward, loss): the later forward
+    # cases hold no term the first does not, and each probe costs a dozen training forwards
+    log = TrainingLog()
+    cases = (
+        _forward_case(ctx, log, "batch-of-one", [0], 2),
+        _forward_case(ctx, None, "one-class", [1, 1, 1, 1], 2),
+        _forward_case(ctx, None, "one-prototype-per-class", [0, 1, 2, 0], 1),
+        _loss_case(ctx, log, "one-prototype-in-all", (1,) + (0,) * (_CLASSES - 1)),
     )
+    return SmallBatchesMeasurement(cases, log.records())
 
 
 def _small_msg(c: SmallCase) -> Msg:
@@ -183,6 +241,9 @@ def _judge_small(m: SmallBatchesMeasurement) -> Finding:
     if bad:
         params = {"bad": len(bad), "total": len(m.cases), "cases": [_small_msg(c) for c in bad]}
         return Finding("fail", Msg("edges.small-batches.fail", params))
+    untrainable = untrained(m.training)
+    if untrainable is not None:
+        return untrainable
     names = [Msg(f"edges.small-batches.case.{c.name}") for c in m.cases]
     return Finding("pass", Msg("edges.small-batches.pass", {"cases": names}))
 
@@ -248,7 +309,7 @@ CHECKS: tuple[Check[Any], ...] = (
         catalogue=2,
         measure=_measure_small,
         judge=_judge_small,
-        needs=(*LOSS_CALL_NEEDS, _PROTOS, "forward_features", "forward.labels"),
+        needs=(*LOSS_CALL_NEEDS, _PROTOS, "forward_features", "forward.labels", *PARAMETER_NEEDS),
         settings=("num_prototypes",),
         severity="medium",
     ),

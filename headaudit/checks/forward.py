@@ -47,6 +47,7 @@ from headaudit.build import accepts_keyword
 from headaudit.checks._common import Layout, computed_in, dtype_name, tolerance
 from headaudit.checks._contracts import build_contract_head, contract_layouts, features, logits_of
 from headaudit.checks._oracles import arr, cross_entropy, perturb, unit
+from headaudit.checks._trains import PARAMETER_NEEDS, TermTraining, TrainingLog, parameter_groups, probe, untrained
 from headaudit.context import Context, NameMissing, Refuted
 from headaudit.messages import Msg
 from headaudit.model import Finding
@@ -799,6 +800,9 @@ class GradientRecord:
     cast_from: str | None = None
     unmeasured: bool = False
     fixed_temperature: str | None = None  # "buffer", "frozen-parameter", "number": kept fixed by choice
+    # each loss term on its own (a detached small term hides in the total's tolerance): its
+    # gradient along the prototypes, mixed_attn and proj against its central differences
+    terms: tuple[TermTraining, ...] = ()
 
 
 _GRAD_LAYOUT = Layout(3, 3, (2, 3, 1))
@@ -883,6 +887,25 @@ def _gradient_in(ctx: Context, dtype: torch.dtype, cast: bool = False) -> Gradie
                 break
         wrong = tuple(params[i][0] for i in suspects)
         examples = {params[i][0]: last[i][1:] for i in suspects[:3]}
+
+        def loss_terms_now() -> dict[str, object]:
+            out = call_subject("forward_features", ctx.get(head, "forward_features"), pool, img)
+            sims = out[0] if isinstance(out, (tuple, list)) else out
+            found = loss_terms(ctx, head, ctx.get(head, "proto_manager.prototypes"), sims, labels)
+            return {f"proto_loss_fn[{k}]": v for k, v in found.items()}
+
+        groups = parameter_groups(ctx, head)
+        trained = probe(loss_terms_now, groups, ctx.generator(780))
+        if any(r.outcome == "inactive" for r in trained):  # a hinge at rest here: rows drawn together per class wake it
+            log = TrainingLog()
+            log.add(trained)
+            with torch.no_grad():
+                rows = ctx.get(head, "proto_manager.prototypes")
+                per_class = int(ctx.get(head, "proto_manager.max_prototypes"))
+                firsts = rows[::per_class].repeat_interleave(per_class, dim=0)
+                rows.copy_(firsts + 0.3 * rows)  # within-class cosines near 1: the diversity hinge is active
+            log.add(probe(loss_terms_now, groups, ctx.generator(781)))
+            trained = log.records()
         largest = max((r for i, (r, _, _) in last.items() if i not in suspects), default=0.0)
         return GradientRecord(
             dtype_name(base.dtype),
@@ -895,6 +918,7 @@ def _gradient_in(ctx: Context, dtype: torch.dtype, cast: bool = False) -> Gradie
             fresh,
             frozen,
             fixed_temperature=fixed,
+            terms=trained,
         )
     finally:
         torch.set_default_dtype(previous)
@@ -935,7 +959,7 @@ def _gradient(ctx: Context) -> GradientRecord:
         cast = None
     if cast is not None and not _coarse(cast.dtype):
         return dataclasses.replace(cast, cast_from=record.dtype)
-    return dataclasses.replace(record, wrong=(), examples={}, largest_error_ratio=0.0, unmeasured=True)
+    return dataclasses.replace(record, wrong=(), examples={}, largest_error_ratio=0.0, unmeasured=True, terms=())
 
 
 def _dict_key(ctx: Context, name: str) -> str:
@@ -1197,6 +1221,9 @@ def _judge_contract(m: ContractMeasurement) -> Finding:
     if g.fresh_log_sigmas != (0.0, 0.0):
         params = {"s_ce": g.fresh_log_sigmas[0], "s_proto": g.fresh_log_sigmas[1]}
         return Finding("fail", Msg("forward.contract.fresh-sigmas", params))
+    untrainable = untrained(g.terms)  # a term that cannot train, named (the total's gradient is then wrong too)
+    if untrainable is not None:
+        return untrainable
     if g.wrong:
         name, (autograd, numeric) = next(iter(g.examples.items()), (g.wrong[0], (math.nan, math.nan)))
         params = {
@@ -1286,6 +1313,7 @@ CHECKS: tuple[Check[Any], ...] = (
             f"?{_CE}",
             f"?{_TOTAL}",
             f"?{_WEIGHT_FN}",
+            *PARAMETER_NEEDS,
         ),
         settings=("dropout_rate",),
         severity="high",

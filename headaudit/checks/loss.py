@@ -20,6 +20,11 @@ scale at 1 (a setting, read back) or by the moves that leave every other term al
   matter, a class without other-class prototypes contributes nothing.
 - ``loss.diversity-value``: diversity against its numpy oracle.
 
+Each also probes the terms it reads to train (:mod:`headaudit.checks._trains`), in one of
+the states it builds: a term with the right values and no gradient is ``fail`` naming it,
+and a term that does not move where the check's oracle says it is active (a masked minimum
+that is 0 whatever the distances) is ``fail`` too.
+
 Cost (2-core CPU, one thread): about 0.6-0.7 s per subject for the five checks.
 """
 
@@ -39,6 +44,8 @@ from headaudit.build import accepts_keyword
 from headaudit.checks._common import Layout, dtype_name, tolerance
 from headaudit.checks._contracts import build_contract_head, contract_layouts
 from headaudit.checks._oracles import arr, cluster_terms, diversity, separation, unit
+from headaudit.checks._trains import TermTraining, TrainingLog, untrained
+from headaudit.checks._trains import probe_loss as _probe
 from headaudit.context import Context, Refuted
 from headaudit.messages import Msg
 from headaudit.model import Finding
@@ -86,6 +93,11 @@ def _key(ctx: Context, name: str) -> str:
 def _value(ctx: Context, terms: dict[str, torch.Tensor], name: str) -> float:
     value = ctx.key(terms, name)
     return float(value.detach()) if isinstance(value, torch.Tensor) else float(value)
+
+
+def _record(ctx: Context, name: str) -> str:
+    """How a probe names a declared term: ``proto_loss_fn[<the subject's key>]``."""
+    return f"proto_loss_fn[{_key(ctx, name)}]"
 
 
 def _similarities(
@@ -159,6 +171,7 @@ class TermsMeasurement:
     unscaled_terms: tuple[str, ...]  # keys without a known scale setting (only the sum applies)
     largest_sum_difference: float
     tolerance: float
+    training: tuple[TermTraining, ...] = ()  # whether each summed term (and the sum) trains
 
 
 _BASE_SCALES = (
@@ -172,6 +185,7 @@ def _measure_terms(ctx: Context) -> TermsMeasurement:
     scales = {name: setting for name, setting in _SCALED.items() if ctx.has(name) and _accepted(ctx, setting)}
     seen: dict[str, Any] = {"cases": 0, "sum": 0.0, "tol": 0.0, "active": set(), "keys": set(), "subsets": None}
     documented_keys = {_key(ctx, name) for name in _SCALED if ctx.has(name)}
+    log = TrainingLog()
 
     def prop(case: tuple[Layout, int, int]) -> None:
         asked, which, salt = case
@@ -204,6 +218,9 @@ def _measure_terms(ctx: Context) -> TermsMeasurement:
             expected = core + sum(parts[k] for k in extras)
             raise Refuted(TermsViolation("sum", layout, proto_key, "-", total, expected, tol, base))
         seen["subsets"] = fitting
+        summed = [*documented, *fitting[0], proto_key]
+        if log.wants(f"proto_loss_fn[{k}]" for k in summed):
+            log.add(_probe(ctx, head, protos, sims, labels, summed, salt))
         seen["sum"] = max(seen["sum"], abs(total - core - sum(parts[k] for k in fitting[0])))
         for name, setting in scales.items():
             key = _key(ctx, name)
@@ -236,6 +253,7 @@ def _measure_terms(ctx: Context) -> TermsMeasurement:
         unscaled_terms=tuple(sorted(set(seen["keys"]) - keyed)),
         largest_sum_difference=seen["sum"],
         tolerance=seen["tol"],
+        training=log.records(),
     )
 
 
@@ -251,6 +269,9 @@ def _judge_terms(m: TermsMeasurement) -> Finding:
             "layout": bad.layout.describe(),
         }
         return Finding("fail", Msg(f"loss.terms-sum.{bad.kind}", params))
+    untrainable = untrained(m.training)
+    if untrainable is not None:
+        return untrainable
     if not m.terms:
         return Finding("error", Msg("loss.terms-sum.none", {}))
     params = {
@@ -290,10 +311,12 @@ class NearestMeasurement:
     tolerance: float
     unresolved: int = 0  # cases whose move of the nearest was below the rounding of `reduced`
     reduced: str = ""
+    training: tuple[TermTraining, ...] = ()  # whether the cluster term trains along the similarities
 
 
 def _measure_nearest(ctx: Context) -> NearestMeasurement:
     seen: dict[str, Any] = {"cases": 0, "moves": 0, "still": 0.0, "tol": 0.0, "unresolved": 0, "dtype": ""}
+    log = TrainingLog()
 
     def prop(case: tuple[Layout, int, int, str]) -> None:
         asked, batch, salt, where = case
@@ -316,6 +339,10 @@ def _measure_nearest(ctx: Context) -> NearestMeasurement:
         base, dtype = loss(sims)
         tol = tolerance(dtype, max(1.0, abs(base)), _ULPS)
         seen["tol"] = max(seen["tol"], tol)
+        if log.wants():  # every sample has a valid own prototype: the term depends on its distance
+            cluster = _key(ctx, _CLUSTER)
+            active = {_record(ctx, _CLUSTER): True}
+            log.add(_probe(ctx, head, protos, sims, labels, [cluster], salt, along=("similarities",), active=active))
         where_: dict[str, Any] = {"layout": layout, "labels": tuple(labels), "sample": b, "class_idx": y}
 
         def unchanged(kind: str, moved: torch.Tensor, slot: int) -> None:
@@ -380,6 +407,7 @@ def _measure_nearest(ctx: Context) -> NearestMeasurement:
         tolerance=seen["tol"],
         unresolved=seen["unresolved"],
         reduced=seen["dtype"],
+        training=log.records(),
     )
 
 
@@ -397,6 +425,9 @@ def _judge_nearest(m: NearestMeasurement) -> Finding:
             "labels": list(bad.labels),
         }
         return Finding("fail", Msg(f"loss.cluster-nearest.{bad.kind}", params))
+    untrainable = untrained(m.training)
+    if untrainable is not None:
+        return untrainable
     if m.moves == 0:
         return Finding("error", Msg("loss.cluster-nearest.none", {}))
     params = {"cases": m.cases, "moves": m.moves, "largest": m.largest_unchanged, "tolerance": m.tolerance}
@@ -436,6 +467,7 @@ class ScaleMeasurement:
     tolerance: float
     absent_batches: int = 0  # batches with absent classes compared with _get_class_weight (0: not exposed)
     weight_error: str = ""  # what _get_class_weight raised when called with a batch's counts
+    training: tuple[TermTraining, ...] = ()  # whether the cluster term trains (balanced batches)
 
 
 _PER_CLASS = (1, 2, 4)
@@ -546,6 +578,7 @@ def _measure_scale(ctx: Context) -> ScaleMeasurement:
         "weight_error": "",
     }
     cb = _accepted(ctx, "use_class_balanced") and _accepted(ctx, "cb_beta")
+    log = TrainingLog()
     weigh = (lambda h: ctx.get(h, _WEIGHT_FN)) if ctx.has(_WEIGHT_FN) else None
 
     def prop(case: tuple[Layout, Sequence[int], int]) -> None:
@@ -565,6 +598,10 @@ def _measure_scale(ctx: Context) -> ScaleMeasurement:
                 raise Refuted(ScaleViolation("unequal", "balanced", classes, (n,) * classes, tuple(coeff), ()))
             factor = classes * float(np.mean(coeff))
             plain = float(np.mean(list(cluster_terms(arr(sims), labels, layout.counts).values())))
+            if log.wants():  # the oracle's per-class terms are positive: the weighted term must move with them
+                active = {_record(ctx, _CLUSTER): plain > tol}
+                cluster = [_key(ctx, _CLUSTER)]
+                log.add(_probe(ctx, head, protos, sims, labels, cluster, salt, along=("similarities",), active=active))
             vtol = 4 * tol + classes * ctol * abs(plain)  # the factor itself was measured to ctol per class
             if not abs(value - factor * plain) <= vtol:
                 raise Refuted(
@@ -618,6 +655,7 @@ def _measure_scale(ctx: Context) -> ScaleMeasurement:
         tolerance=seen["tol"],
         absent_batches=seen["absent"],
         weight_error=seen["weight_error"],
+        training=log.records(),
     )
 
 
@@ -636,6 +674,9 @@ def _judge_scale(m: ScaleMeasurement) -> Finding:
             "absent": list(bad.absent) or "-",
         }
         return Finding("fail", Msg(f"loss.cluster-scale.{bad.kind}", params))
+    untrainable = untrained(m.training)
+    if untrainable is not None:
+        return untrainable
     if not m.factors:
         return Finding("error", Msg("loss.cluster-scale.none", {}))
     factors = [f"{n}: {f:.4g}" for n, f in m.factors.items()]
@@ -680,6 +721,7 @@ class SeparationMeasurement:
     largest_difference: float
     tolerance: float
     edge_cases: dict[str, str]  # edge case -> "0" or what the subject raised
+    training: tuple[TermTraining, ...] = ()  # whether the term trains where its oracle has an active hinge
 
 
 _MARGINS = (0.3, 0.8, 1.5)
@@ -691,6 +733,7 @@ _EDGES = (
 
 def _measure_separation(ctx: Context) -> SeparationMeasurement:
     seen: dict[str, Any] = {"cases": 0, "diff": 0.0, "tol": 0.0, "margins": set()}
+    log = TrainingLog()
 
     def compare(
         head: Head, layout: Layout, protos: torch.Tensor, sims: torch.Tensor, labels: list[int], kind: str
@@ -744,6 +787,11 @@ def _measure_separation(ctx: Context) -> SeparationMeasurement:
             sims[:, c, k:] = 1.0  # invalid slots at distance 0: they must not count
         protos = _clustered(gen, layout, 8, 0.6)
         base = compare(head, layout, protos, sims, labels, "value")
+        if log.wants():  # active where the oracle has a hinge above 0; inactive (and said so) otherwise
+            oracle = separation(arr(sims), labels, layout.counts, float(ctx.get(head, "proto_loss_fn.margin")))
+            active = {_record(ctx, _SEP): oracle > seen["tol"]}
+            sep = [_key(ctx, _SEP)]
+            log.add(_probe(ctx, head, protos, sims, labels, sep, salt, along=("similarities",), active=active))
         moved = sims.clone()
         for b, y in enumerate(labels):
             moved[b, y, :] = torch.rand(layout.max_prototypes, generator=gen).float() * 2 - 1
@@ -771,6 +819,7 @@ def _measure_separation(ctx: Context) -> SeparationMeasurement:
         largest_difference=seen["diff"],
         tolerance=seen["tol"],
         edge_cases=edges,
+        training=log.records(),
     )
 
 
@@ -786,6 +835,9 @@ def _judge_separation(m: SeparationMeasurement) -> Finding:
             "labels": list(bad.labels),
         }
         return Finding("fail", Msg(f"loss.separation-value.{bad.kind}", params))
+    untrainable = untrained(m.training)
+    if untrainable is not None:
+        return untrainable
     if m.cases == 0:
         return Finding("error", Msg("loss.separation-value.none", {}))
     summary: dict[str, Any] = {
@@ -825,6 +877,7 @@ class DiversityMeasurement:
     largest_difference: float
     tolerance: float
     dtype: str
+    training: tuple[TermTraining, ...] = ()  # whether the term trains where its oracle is above 0
 
 
 _SPREADS = (0.2, 0.5, 0.9)
@@ -832,6 +885,7 @@ _SPREADS = (0.2, 0.5, 0.9)
 
 def _measure_diversity(ctx: Context) -> DiversityMeasurement:
     seen: dict[str, Any] = {"cases": 0, "active": 0, "diff": 0.0, "tol": 0.0, "dtypes": set()}
+    log = TrainingLog()
 
     def check(head: Head, layout: Layout, protos: torch.Tensor, spread: float, moved: bool) -> None:
         terms = _terms(ctx, head, protos, None, None)
@@ -845,6 +899,10 @@ def _measure_diversity(ctx: Context) -> DiversityMeasurement:
         if not abs(value - oracle) <= tol:
             raise Refuted(DiversityViolation(layout, spread, value, oracle, tol, moved))
         seen["active"] += oracle > 0 and not moved
+        if not moved and log.wants():
+            active = {_record(ctx, _DIV): oracle > tol}
+            div = [_key(ctx, _DIV)]
+            log.add(_probe(ctx, head, protos, None, None, div, len(protos), along=("prototypes",), active=active))
 
     def prop(case: tuple[Layout, int, int]) -> None:
         asked, spread_index, salt = case
@@ -870,6 +928,7 @@ def _measure_diversity(ctx: Context) -> DiversityMeasurement:
         largest_difference=seen["diff"],
         tolerance=seen["tol"],
         dtype=", ".join(sorted(seen["dtypes"])),
+        training=log.records(),
     )
 
 
@@ -884,6 +943,9 @@ def _judge_diversity(m: DiversityMeasurement) -> Finding:
             "layout": bad.layout.describe(),
         }
         return Finding("fail", Msg(f"loss.diversity-value.{key}", params))
+    untrainable = untrained(m.training)
+    if untrainable is not None:
+        return untrainable
     if m.active == 0:
         return Finding("error", Msg("loss.diversity-value.inactive", {"cases": m.cases}))
     params = {"cases": m.cases, "active": m.active, "difference": m.largest_difference, "tolerance": m.tolerance}

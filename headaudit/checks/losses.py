@@ -18,6 +18,11 @@ sample. The verdict is the same whichever slot the file sits in; what a pair's r
 means for claim 1.4 is decided by the claim record. A loss without some of the four terms
 (a head that dropped or replaced them) is measured on the pairs of those it has, saying
 which are absent; with fewer than two there is no pair, and the check is n/a.
+
+A term without a gradient would sit in every pair as "inactive", so each term is first
+probed to train (:mod:`headaudit.checks._trains`) in the first states of each table; one
+that cannot train is ``fail`` naming it. Pairs measured in too few states are named
+whatever else the check finds, beside the conflicts.
 """
 
 from __future__ import annotations
@@ -32,6 +37,7 @@ import torch
 
 from headaudit.adapters import LOSS_CALL_NEEDS, Head, loss_terms, unit_rows
 from headaudit.build import SettingNotApplied
+from headaudit.checks._trains import PARAMETER_NEEDS, TermTraining, TrainingLog, probe_head, untrained
 from headaudit.context import Context
 from headaudit.messages import Msg
 from headaudit.model import Finding
@@ -51,6 +57,7 @@ _MIN_STATES = 32
 _EFFECT = 0.05
 _RAISED_MARGIN = 2.0
 _BOOTSTRAP = 2000
+_PROBE_STATES = 3  # states per table in which a term not yet decided is probed to train
 _CLASSES, _PER_CLASS, _EMB, _BATCH, _PATCHES = 4, 3, 16, 16, 4
 
 
@@ -83,6 +90,7 @@ class ConflictMeasurement:
     raised_margin_unavailable: str | None = None
     absent_terms: tuple[str, ...] = ()  # of the four, the terms the loss does not return (their pairs are absent)
     untrainable: bool = False  # the prototypes do not require grad: there are no gradients to compare
+    training: tuple[TermTraining, ...] = ()  # whether each term trains (a term that cannot is no pair's partner)
 
 
 def relation(mean: float, low: float, high: float, states: int) -> str:
@@ -146,7 +154,29 @@ def _gradients(ctx: Context, head: Head, pool: torch.Tensor, img: torch.Tensor, 
     return grads
 
 
-def _table(ctx: Context, label: str, margin: float | None, states: int, rng: np.random.Generator) -> Table:
+def _probe(
+    ctx: Context, head: Head, pool: torch.Tensor, img: torch.Tensor, labels: torch.Tensor, salt: int, raised: bool
+) -> tuple[TermTraining, ...]:
+    """Whether each term trains along the prototypes and the parameters the class embeddings come from."""
+
+    def evaluate(h: Head, dtype: torch.dtype | None) -> dict[str, object]:
+        x, y = (pool, img) if dtype is None else (pool.to(dtype), img.to(dtype))
+        features = call_subject("forward_features", ctx.get(h, "forward_features"), x, y)
+        similarities = features[0] if isinstance(features, tuple) else features
+        terms = loss_terms(ctx, h, ctx.get(h, "proto_manager.prototypes"), similarities, labels)
+        return {ctx.subject.names.apply(_KEYS[t]): ctx.key(terms, _KEYS[t]) for t in _present(ctx)}
+
+    # What these states make active whatever the head: a class's samples are present (cluster),
+    # classes own prototypes (contrastive), and at the raised margin every sample is inside the
+    # hinge (separation). Diversity depends on the head's own threshold: at rest is said, not refuted.
+    certain = {"cluster": True, "contrastive": True, "separation": raised}
+    active = {ctx.subject.names.apply(_KEYS[t]): certain.get(t, False) for t in _present(ctx)}
+    return probe_head(ctx, head, evaluate, salt, active=active)
+
+
+def _table(
+    ctx: Context, label: str, margin: float | None, states: int, rng: np.random.Generator, log: TrainingLog
+) -> Table:
     cosines: dict[tuple[str, str], list[float]] = {p: [] for p in itertools.combinations(_present(ctx), 2)}
     margins: set[float] = set()
     for index in range(states):
@@ -154,6 +184,9 @@ def _table(ctx: Context, label: str, margin: float | None, states: int, rng: np.
         if ctx.has("proto_loss_fn.margin"):
             margins.add(float(ctx.get(head, "proto_loss_fn.margin")))
         grads = _gradients(ctx, head, pool, img, labels)
+        # until each term is decided: a hinge inactive here may be active in the next state (or at the raised margin)
+        if index < _PROBE_STATES and log.wants():
+            log.add(_probe(ctx, head, pool, img, labels, index + (0 if margin is None else 1000), margin is not None))
         for a, b in cosines:
             ga, gb = grads[a].flatten().double(), grads[b].flatten().double()
             na, nb = float(ga.norm()), float(gb.norm())
@@ -179,14 +212,15 @@ def _measure_conflicts(ctx: Context) -> ConflictMeasurement:
     ).requires_grad:  # kept in a buffer: no term's gradient reaches them
         return ConflictMeasurement((), _EFFECT, _MIN_STATES, absent_terms=(), untrainable=True)
     rng = np.random.default_rng(ctx.seed)
-    tables = [_table(ctx, "own", None, states, rng)]
+    log = TrainingLog()
+    tables = [_table(ctx, "own", None, states, rng, log)]
     unavailable = None
     try:
-        tables.append(_table(ctx, "raised", _RAISED_MARGIN, states, rng))
+        tables.append(_table(ctx, "raised", _RAISED_MARGIN, states, rng, log))
     except SettingNotApplied as exc:
         unavailable = str(exc)
     absent = tuple(t for t in TERMS if t not in present)
-    return ConflictMeasurement(tuple(tables), _EFFECT, _MIN_STATES, unavailable, absent)
+    return ConflictMeasurement(tuple(tables), _EFFECT, _MIN_STATES, unavailable, absent, training=log.records())
 
 
 def _pair_msg(p: PairStats, table: Table) -> Msg:
@@ -209,6 +243,9 @@ def _shown(m: ConflictMeasurement) -> dict[str, tuple[PairStats, Table]]:
 def _judge_conflicts(m: ConflictMeasurement) -> Finding:
     if m.untrainable:
         return Finding("n/a", Msg("losses.conflicts.untrainable", {}))
+    untrainable = untrained(m.training)  # its gradient is no gradient: the pairs with it mean nothing
+    if untrainable is not None:
+        return untrainable
     shown = _shown(m)
     conflicting = {p.pair for t in m.tables for p in t.pairs if p.relation == "conflict"}
     for table in m.tables:  # a conflict seen at any margin is shown where it was seen
@@ -222,8 +259,12 @@ def _judge_conflicts(m: ConflictMeasurement) -> Finding:
     # A verdict on fewer pairs says so, so that it is never read as one on all six.
     partial = "_partial" if m.absent_terms else ""
     absent: dict[str, Any] = {"absent": list(m.absent_terms)} if m.absent_terms else {}
-    if conflicts:
+    if conflicts:  # the pairs that could not be measured are said whatever else is found
         params: dict[str, Any] = {"conflicts": conflicts, "aligned": aligned or "-", **absent}
+        inactive = sorted(names - measured)
+        if inactive:
+            params.update(inactive=inactive, min=m.min_states)
+            return Finding("fail", Msg(f"losses.conflicts.fail{partial}_inactive", params))
         return Finding("fail", Msg(f"losses.conflicts.fail{partial}", params))
     if measured != names:
         return Finding(
@@ -247,6 +288,7 @@ CHECKS: tuple[Check[Any], ...] = (
             "forward_features",
             *(f"?{key}" for key in _KEYS.values()),  # at least two of them (else n/a naming one)
             "?proto_loss_fn.margin",
+            *PARAMETER_NEEDS,
         ),
         settings=("dropout_rate", "?margin"),
         severity="medium",

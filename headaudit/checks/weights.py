@@ -44,6 +44,7 @@ import torch
 from headaudit.adapters import LOSS_CALL_NEEDS, Head, loss_terms
 from headaudit.build import SettingNotApplied
 from headaudit.checks._common import coarsest, computed_in, dtype_name, tolerance
+from headaudit.checks._trains import TermTraining, probe_loss, subject_key, untrained
 from headaudit.context import Context
 from headaudit.fingerprints import Headline
 from headaudit.messages import Msg
@@ -143,6 +144,19 @@ def _cluster(ctx: Context, head: Head, sims: torch.Tensor, labels: torch.Tensor)
         terms = loss_terms(ctx, head, ctx.get(head, "proto_manager.prototypes"), sims, labels)
     term = torch.as_tensor(ctx.key(terms, _CLUSTER))
     return derived(term.detach(), term)  # compared at the precision the subject computed it in
+
+
+def _training(ctx: Context, heads: _Heads, classes: int, salt: int) -> tuple[TermTraining, ...]:
+    """Whether the cluster term these checks read trains: every class present, seeded
+    similarities (no ties between slots), so the term depends on every sample's distance."""
+    head, per_class = heads.get(classes)
+    gen = ctx.generator(salt)
+    labels = list(range(classes)) * 2
+    sims = torch.rand(len(labels), classes, per_class, generator=gen) * 2 - 1
+    key = subject_key(ctx, _CLUSTER)
+    protos = ctx.get(head, "proto_manager.prototypes")
+    active = {f"proto_loss_fn[{key}]": True}
+    return probe_loss(ctx, head, protos, sims, labels, [key], salt, along=("similarities",), active=active)
 
 
 def _value(t: torch.Tensor) -> float:
@@ -307,6 +321,7 @@ class AbsentMeasurement:
     data: tuple[DataShare, ...]
     seed: int
     cb_beta: float | None = None
+    training: tuple[TermTraining, ...] = ()  # whether the cluster term trains (issue 25, item 2)
 
 
 def _direct(ctx: Context, heads: _Heads) -> tuple[tuple[DirectCase, ...], str]:
@@ -368,6 +383,7 @@ def _measure_absent(ctx: Context) -> AbsentMeasurement:
         data=_shares(ctx.seed, count),
         seed=ctx.seed,
         cb_beta=_beta(ctx, heads),
+        training=_training(ctx, heads[0], len(_DIRECT_COUNTS), 31_000) if heads else (),
     )
 
 
@@ -417,6 +433,9 @@ def _judge_absent(m: AbsentMeasurement) -> Finding:
             )
     if dependent:  # a list: each mode is its own finding, with its own headline figure
         return Finding("fail", Msg("weights.absent-classes.fail", {"modes": dependent}))
+    untrainable = untrained(m.training)
+    if untrainable is not None:
+        return untrainable
     if measured == 0:
         return Finding("error", Msg("weights.absent-classes.nothing"))
     modes = [mode_msg(mode.mode) for mode in m.modes]
@@ -458,6 +477,7 @@ class CbMeasurement:
     # mode's, over the same batches; with its tolerance (None: one mode only)
     modes_difference: float | None = None
     modes_tolerance: float | None = None
+    training: tuple[TermTraining, ...] = ()  # whether the cluster term trains (issue 25, item 2)
 
 
 def _relative_difference(weights: list[float], counts: list[int]) -> float | None:
@@ -535,8 +555,9 @@ def _measure_cb(ctx: Context) -> CbMeasurement:
     if balanced is not None and others:
         difference = max(_modes_difference(balanced, other) for other in others)
         tol = tolerance(getattr(torch, balanced._dtype))
+    training = _training(ctx, heads[0], len(DATA_COUNTS), 32_000) if heads else ()
     return CbMeasurement(
-        balanced, tuple(others), unavailable, MARGIN, DATA_COUNTS, largest, _beta(ctx, heads), difference, tol
+        balanced, tuple(others), unavailable, MARGIN, DATA_COUNTS, largest, _beta(ctx, heads), difference, tol, training
     )
 
 
@@ -555,6 +576,9 @@ def _judge_cb(m: CbMeasurement) -> Finding:
         return Finding("n/a", Msg("weights.cb-vs-inverse.no_mode", no_mode))
     if not cb.batches or not math.isfinite(cb.dataset_relative_difference):
         return Finding("error", Msg("weights.cb-vs-inverse.unresponsive", {"batches": cb.unresponsive}))
+    untrainable = untrained(m.training)
+    if untrainable is not None:
+        return untrainable
     params: dict[str, Any] = {
         "batch": cb.batch_max_relative_difference,
         "dataset": cb.dataset_relative_difference,
