@@ -149,9 +149,14 @@ class _Seen:
         self.forget = self._forget  # one bound method for every reference's callback
 
     def node(self, tensor: torch.Tensor) -> _Node:
-        """The tensor's node; one it has never seen is a leaf carrying just its own dtype."""
+        """The tensor's node; one it has never seen is a leaf carrying just its own dtype.
+
+        A tensor whose dtype is no longer its node's had its data replaced since
+        (``module.double()`` assigns ``param.data``): it is a new leaf, not what its old
+        data was computed from."""
         entry = self.nodes.get(id(tensor))
-        if entry is not None and entry[0]() is tensor:
+        current = tensor.dtype if _eps(tensor.dtype) else None
+        if entry is not None and entry[0]() is tensor and entry[1].dtype == current:
             return entry[1]
         return self.set(tensor, _Node(tensor.dtype, ()))
 
@@ -308,7 +313,8 @@ def computed_in(compared: object, sources: object = (), default: torch.dtype = t
             if _eps(tensor.dtype) > _eps(worst):
                 worst = tensor.dtype
         return worst or default
-    shared = _ancestry(seen.node(t) for t in _tensors(sources))
+    starts = [seen.node(t) for t in _tensors(sources)]
+    shared = _ancestry(starts)
     for tensor in tensors:
         if _eps(tensor.dtype) > _eps(worst):
             worst = tensor.dtype
@@ -317,16 +323,56 @@ def computed_in(compared: object, sources: object = (), default: torch.dtype = t
             if _eps(node.worst) > _eps(worst):
                 worst = node.worst
             continue
-        stack, visited = [node], set(shared)
-        while stack:
-            current = stack.pop()
-            if id(current) in visited:
-                continue
-            visited.add(id(current))
-            if _eps(current.dtype) > _eps(worst):
-                worst = current.dtype
-            stack.extend(current.parents)
+        on_path = _between({id(s) for s in starts}, node)
+        if on_path is None:  # not computed from the sources at all: all it was computed from
+            on_path = _outside(shared, node)
+        for dtype in on_path:
+            if _eps(dtype) > _eps(worst):
+                worst = dtype
     return worst or default
+
+
+def _between(sources: set[int], node: _Node) -> list[torch.dtype | None] | None:
+    """The dtypes of the nodes on a path from a source to ``node`` (sources included), or
+    None when no path leads there. Values that fed the computation without depending on
+    a source (a float32 constant in a float64 product) round the same on both sides of
+    the comparison and move nothing the comparison sees, so they do not count."""
+    reaches: dict[int, bool] = {}
+    order: list[_Node] = []
+    stack: list[tuple[_Node, bool]] = [(node, False)]
+    while stack:  # iterative post-order: graphs of a long forward are deep
+        current, done = stack.pop()
+        key = id(current)
+        if done:
+            reaches[key] = key in sources or any(reaches.get(id(p), False) for p in current.parents)
+            order.append(current)
+            continue
+        if key in reaches:
+            continue
+        if key in sources:  # a source: what it was computed from is shared by both sides
+            reaches[key] = True
+            order.append(current)
+            continue
+        reaches[key] = False  # on the stack: a cycle cannot occur, this only marks it seen
+        stack.append((current, True))
+        stack.extend((p, False) for p in current.parents)
+    if not reaches.get(id(node), False):
+        return None
+    return [n.dtype for n in order if reaches.get(id(n), False)]
+
+
+def _outside(shared: set[int], node: _Node) -> list[torch.dtype | None]:
+    """The dtypes of ``node`` and what it was computed from, less the ``shared`` nodes."""
+    found: list[torch.dtype | None] = []
+    stack, visited = [node], set(shared)
+    while stack:
+        current = stack.pop()
+        if id(current) in visited:
+            continue
+        visited.add(id(current))
+        found.append(current.dtype)
+        stack.extend(current.parents)
+    return found
 
 
 def derived(copy: torch.Tensor, *originals: torch.Tensor) -> torch.Tensor:

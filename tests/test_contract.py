@@ -24,7 +24,7 @@ from headaudit.claims import CLAIMS, judge_claim
 from headaudit.context import Context
 from headaudit.messages import Msg, render
 from headaudit.model import Result
-from headaudit.names import NameMap, closest, split_key, split_module
+from headaudit.names import NameMap, closest, split_key, split_module, split_parameter
 from headaudit.profiles import active_profile
 from headaudit.reference.head_optimal import HeadOptimal
 from headaudit.runner import run_check
@@ -118,13 +118,19 @@ def _without(alternatives: tuple[str, ...]) -> type:
             super().__init__(*args, **kwargs)
             for name in alternatives:
                 key = split_key(name)
-                if split_module(name) is not None:
-                    continue  # a module-level name: absent from the subject's module (_stripped)
+                if split_module(name) is not None or split_parameter(name) is not None:
+                    continue  # a module-level name or a forward parameter: stripped where it is declared
                 if key is not None:
                     _drop_key(self, *key)
                 else:
                     _remove(self, name)
 
+    if any(split_parameter(name) is not None for name in alternatives):
+        # forward's labels under a name the audit does not know (no **kwargs to take them)
+        def forward(self: nn.Module, pool_img_features: Any, img_features: Any, other_name: Any = None) -> Any:
+            return HeadOptimal.forward(self, pool_img_features, img_features, labels=other_name)  # type: ignore[arg-type]
+
+        Stripped.forward = forward  # type: ignore[method-assign]
     return Stripped
 
 

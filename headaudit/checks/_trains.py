@@ -241,8 +241,10 @@ def probe(
             for gs, vs in zip(per_group, directions, strict=True)
         ]
     values = {name: _scalar(v) for name, v in base.items()}
-    # each term's precision: the coarsest dtype on the path that produced it (headaudit.precision)
-    dtypes = {name: computed_in(v, default=torch.float64) for name, v in base.items()}
+    # each term's precision: the coarsest dtype on the paths from the moved tensors to it
+    # (headaudit.precision; a constant that does not depend on them rounds nothing that moves)
+    moved_tensors = [t for _, ts in groups for t in ts]
+    dtypes = {name: computed_in(v, sources=moved_tensors, default=torch.float64) for name, v in base.items()}
 
     def moved(ts: Sequence[torch.Tensor], vs: Sequence[torch.Tensor], h: float) -> dict[str, float]:
         with torch.no_grad():

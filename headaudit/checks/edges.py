@@ -170,11 +170,11 @@ def _forward_case(ctx: Context, log: TrainingLog | None, name: str, labels: list
         return SmallCase(**base, raised=exc.detail)
     value = float(loss.detach().sum())
     if log is not None and log.wants() and math.isfinite(value):
-        label_tensor = torch.tensor(labels)
+        labelled = {ctx.parameter("forward.labels"): torch.tensor(labels)}  # the head's own name
 
         def evaluate(h: Head, dtype: torch.dtype | None) -> dict[str, object]:
             x, y = (pool, img) if dtype is None else (pool.to(dtype), img.to(dtype))
-            return _forward_terms(call_subject("forward", h, x, y, labels=label_tensor))
+            return _forward_terms(call_subject("forward", h, x, y, **labelled))
 
         log.add(with_case(probe_head(ctx, head, evaluate, len(labels) * 10 + per_class), name))
     return SmallCase(**base, loss=value, finite_loss=math.isfinite(value), finite_gradient=grad_ok)
