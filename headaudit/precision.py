@@ -69,6 +69,7 @@ __all__ = [
     "derived",
     "dtype_name",
     "is_reduced",
+    "moved_in",
     "observing",
     "recording",
     "tolerance",
@@ -323,10 +324,32 @@ def computed_in(compared: object, sources: object = (), default: torch.dtype = t
             if _eps(node.worst) > _eps(worst):
                 worst = node.worst
             continue
-        on_path = _between({id(s) for s in starts}, node)
-        if on_path is None:  # not computed from the sources at all: all it was computed from
-            on_path = _outside(shared, node)
-        for dtype in on_path:
+        for dtype in _outside(shared, node):
+            if _eps(dtype) > _eps(worst):
+                worst = dtype
+    return worst or default
+
+
+def moved_in(compared: object, moved: object, default: torch.dtype = torch.float32) -> torch.dtype:
+    """The precision a finite difference of ``compared`` along ``moved`` sees: the coarsest
+    floating dtype on the paths from the ``moved`` tensors to it (theirs included).
+
+    Unlike :func:`computed_in`, what fed the computation without depending on ``moved``
+    (a float32 class weight in a float64 loss) does not count: it is the same value at
+    every step of the difference, so its rounding cancels. Only right where both sides
+    of the comparison are the same function of ``moved`` (a finite difference against
+    autograd); an oracle that recomputes an input itself needs :func:`computed_in`.
+    Where ``compared`` is not computed from ``moved`` at all, :func:`computed_in`.
+    """
+    seen = _CURRENT.get()
+    tensors = _tensors(compared)
+    if seen is None or not tensors:
+        return computed_in(compared, default=default)
+    starts = {id(seen.node(t)) for t in _tensors(moved)}
+    worst: torch.dtype | None = None
+    for tensor in tensors:
+        on_path = _between(starts, seen.node(tensor))
+        for dtype in on_path if on_path is not None else [computed_in(tensor, default=default)]:
             if _eps(dtype) > _eps(worst):
                 worst = dtype
     return worst or default
@@ -334,9 +357,7 @@ def computed_in(compared: object, sources: object = (), default: torch.dtype = t
 
 def _between(sources: set[int], node: _Node) -> list[torch.dtype | None] | None:
     """The dtypes of the nodes on a path from a source to ``node`` (sources included), or
-    None when no path leads there. Values that fed the computation without depending on
-    a source (a float32 constant in a float64 product) round the same on both sides of
-    the comparison and move nothing the comparison sees, so they do not count."""
+    None when no path leads there."""
     reaches: dict[int, bool] = {}
     order: list[_Node] = []
     stack: list[tuple[_Node, bool]] = [(node, False)]
@@ -344,16 +365,16 @@ def _between(sources: set[int], node: _Node) -> list[torch.dtype | None] | None:
         current, done = stack.pop()
         key = id(current)
         if done:
-            reaches[key] = key in sources or any(reaches.get(id(p), False) for p in current.parents)
+            reaches[key] = any(reaches.get(id(p), False) for p in current.parents)
             order.append(current)
             continue
         if key in reaches:
             continue
-        if key in sources:  # a source: what it was computed from is shared by both sides
+        if key in sources:  # a source: what it was computed from does not move
             reaches[key] = True
             order.append(current)
             continue
-        reaches[key] = False  # on the stack: a cycle cannot occur, this only marks it seen
+        reaches[key] = False  # seen; set for real once its parents are done (a DAG: no cycle)
         stack.append((current, True))
         stack.extend((p, False) for p in current.parents)
     if not reaches.get(id(node), False):

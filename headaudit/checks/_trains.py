@@ -55,7 +55,7 @@ from headaudit.context import Context
 from headaudit.messages import Msg
 from headaudit.model import Finding
 from headaudit.names import split_key
-from headaudit.precision import coarsest, computed_in, dtype_name, tolerance
+from headaudit.precision import coarsest, dtype_name, moved_in, tolerance
 from headaudit.sandbox import SubjectRaised, call_subject
 
 __all__ = [
@@ -244,7 +244,7 @@ def probe(
     # each term's precision: the coarsest dtype on the paths from the moved tensors to it
     # (headaudit.precision; a constant that does not depend on them rounds nothing that moves)
     moved_tensors = [t for _, ts in groups for t in ts]
-    dtypes = {name: computed_in(v, sources=moved_tensors, default=torch.float64) for name, v in base.items()}
+    dtypes = {name: moved_in(v, moved_tensors, default=torch.float64) for name, v in base.items()}
 
     def moved(ts: Sequence[torch.Tensor], vs: Sequence[torch.Tensor], h: float) -> dict[str, float]:
         with torch.no_grad():
