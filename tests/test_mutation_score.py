@@ -43,6 +43,7 @@ FROM_BUG_REPORTS = (
     "compat-drops-var-threshold",
     "keyword-margin-ignored",
     "wrapper-detection-inverted",
+    "helper-detection-inverted",
 )
 
 

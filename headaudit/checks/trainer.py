@@ -111,6 +111,9 @@ class DetectMeasurement:
     runtime: str | None = None  # None: the wrapper imported and ran; else why it did not import
     missing_module: str | None = None
     from_source: tuple[SourceDetection, ...] = ()  # the decision's own text on each head, and the control
+    # the file's own helper `has_multi_prototype_head(model)` on each head class and the control
+    # (empty: the file defines none)
+    helper: tuple[Detection, ...] = ()
 
 
 def _detect(ctx: Context, host: HostFile, head: Any, name: str, site: DetectionSite) -> Detection:
@@ -147,9 +150,40 @@ def _measure_detect(ctx: Context) -> DetectMeasurement:
         from_source = tuple(
             source_detection(source, site, host.stand_in(head, stand_in_backbone), name) for name, head in models
         )
+    helper: tuple[Detection, ...] = ()
+    if ctx.has(_HELPER):
+        function = ctx.from_module(_HELPER)
+        models = [(cls.__name__, build_head(ctx, cls, train=False)) for cls in classes]
+        torch.manual_seed(ctx.seed)
+        models.append(("nn.Linear", nn.Linear(16, 3)))
+        helper = tuple(
+            Detection(name, bool(call_subject(_HELPER_NAME, function, host.stand_in(head, stand_in_backbone))), None)
+            for name, head in models
+        )
     return DetectMeasurement(
-        wrapper.display, host.display, heads, linear, site, wrapper.unavailable, wrapper.missing_module, from_source
+        wrapper.display,
+        host.display,
+        heads,
+        linear,
+        site,
+        wrapper.unavailable,
+        wrapper.missing_module,
+        from_source,
+        helper,
     )
+
+
+def _judge_helper(m: DetectMeasurement) -> Finding | None:
+    """The file's ``has_multi_prototype_head``: true for every head class, false for the control."""
+    if not m.helper:
+        return None
+    heads = [d for d in m.helper if d.head != "nn.Linear"]
+    missed = [d.head for d in heads if not d.detected]
+    if missed:
+        return Finding("fail", Msg("trainer.detect.helper_missed", {"heads": missed}))
+    if any(d.detected for d in m.helper if d.head == "nn.Linear"):
+        return Finding("fail", Msg("trainer.detect.helper_linear", {"heads": [d.head for d in heads]}))
+    return None
 
 
 def _judge_source_detect(m: DetectMeasurement, site: DetectionSite) -> Finding:
@@ -168,6 +202,13 @@ def _judge_source_detect(m: DetectMeasurement, site: DetectionSite) -> Finding:
 
 
 def _judge_detect(m: DetectMeasurement) -> Finding:
+    found = _judge_wrapper(m)
+    if found.verdict == "fail":
+        return found
+    return _judge_helper(m) or found
+
+
+def _judge_wrapper(m: DetectMeasurement) -> Finding:
     if m.site is None:
         return Finding("n/a", Msg("trainer.detect.no_site", {"wrapper": m.wrapper}))
     if m.runtime is not None or m.linear is None:
@@ -397,13 +438,16 @@ def _judge_step(m: StepMeasurement) -> Finding:
 
 ORDER = 250
 
+_HELPER_NAME = "has_multi_prototype_head"
+_HELPER = f"module:{_HELPER_NAME}"
+
 CHECKS: tuple[Check[Any], ...] = (
     Check(
         id="trainer.detect",
         catalogue=2,
         measure=_measure_detect,
         judge=_judge_detect,
-        needs=HEAD_CLASS_NEEDS,
+        needs=(*HEAD_CLASS_NEEDS, f"?{_HELPER}"),
         severity="medium",
     ),
     Check(

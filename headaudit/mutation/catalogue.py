@@ -210,6 +210,9 @@ MUTANTS: tuple[Mutant, ...] = (
        "            margin=margin,\n", "", "compat.constructor", "loss.separation-value"),
     _wrapper("wrapper-detection-inverted", "wrapper", "the wrapper's multi-prototype detection has its condition inverted",
              'if hasattr(head, "proto_manager"):', 'if not hasattr(head, "proto_manager"):', "trainer.detect"),
+    _m("helper-detection-inverted", "helpers", "has_multi_prototype_head with its condition inverted",
+       'return isinstance(head, (HeadOptimal, Head)) or hasattr(head, "proto_manager")',
+       'return not (isinstance(head, (HeadOptimal, Head)) or hasattr(head, "proto_manager"))', "trainer.detect"),
 )  # fmt: skip
 
 EQUIVALENTS: tuple[Mutant, ...] = (
