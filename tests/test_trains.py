@@ -163,6 +163,12 @@ _X = torch.tensor([0.3, -0.7, 1.1, 0.2])
         (lambda x: torch.relu(x - 5.0).sum() + 1.0, True, "constant"),
         (lambda x: x.sum() + (x.detach() ** 3).sum(), False, "disagrees"),  # half the graph cut
         (lambda x: 0.0, False, "inactive"),  # a plain number where nothing is measured
+        # a detached hinge exactly at its kink: the value moves one way, no graph reaches x
+        (lambda x: torch.relu(x - _X.double()).sum().detach(), False, "no-gradient"),
+        # the same hinge with its graph: autograd's 0 at the kink is a subgradient, at rest
+        (lambda x: torch.relu(x - _X.double()).sum(), False, "inactive"),
+        # a right value whose gradient is NaN (sqrt at 0) trains nothing
+        (lambda x: (x**2).sum() + torch.sqrt((x - x.detach()).sum()), False, "disagrees"),
     ],
 )
 def test_probe_outcomes(term: object, active: bool, outcome: str) -> None:

@@ -50,6 +50,7 @@ from torch import nn
 from headaudit.astscan import HostPath, ReturnShape, follow, head_calls
 from headaudit.context import Context
 from headaudit.hosts import HostFile
+from headaudit.names import forward_parameters
 from headaudit.sandbox import SubjectRaised, call_subject, captured, describe_exception
 
 __all__ = [
@@ -178,6 +179,17 @@ def _return_of(name: str, mode: str, got: Any, computed: tuple[str, ...] | None)
     return HeadReturn(name, mode, _count(got), tuple(_mapping_keys(got)), _kind(got), kinds, keys, computed)
 
 
+def _labels_name(ctx: Context, cls: type) -> str:
+    """The labels parameter of ``cls.forward``: the mapped name where it takes it, else
+    ``labels`` where it names that (a compatibility ``Head`` keeps head.py's interface
+    beside a renamed ``HeadOptimal``)."""
+    name = ctx.parameter("forward.labels")
+    found = forward_parameters(getattr(cls, "forward", None))
+    if found is None or name in found[0] or found[1]:
+        return name
+    return "labels" if "labels" in found[0] else name
+
+
 def head_returns(ctx: Context, classes: Sequence[type]) -> tuple[HeadReturn, ...]:
     images, labels = inputs(ctx)
     global_features, patches = stand_in_backbone(images)
@@ -194,7 +206,7 @@ def head_returns(ctx: Context, classes: Sequence[type]) -> tuple[HeadReturn, ...
             loss_fn = ctx.get(head, "proto_loss_fn") if ctx.has("proto_loss_fn") else None
             handle = loss_fn.register_forward_hook(observe) if isinstance(loss_fn, nn.Module) else None
             try:
-                labelled = {ctx.parameter("forward.labels"): target}  # the head's own name (after --map)
+                labelled = {_labels_name(ctx, cls): target}  # the class's own name (after --map)
                 got = call_subject(f"{cls.__name__}.forward", head, patches, global_features, **labelled)
             finally:
                 if handle is not None:

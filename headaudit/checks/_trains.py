@@ -225,6 +225,7 @@ def probe(
     directions = [[(torch.randint(0, 2, t.shape, generator=gen) * 2 - 1).to(t.dtype) for t in ts] for _, ts in groups]
     autograd: dict[str, list[float]] = {}
     mass: dict[str, list[float]] = {}
+    reached: dict[str, list[bool]] = {}  # whether the term's graph reaches the group at all
     for name, value in base.items():
         t = _as_tensor(value)
         grads: Sequence[torch.Tensor | None] = [None] * len(tensors)
@@ -236,6 +237,7 @@ def probe(
             sum(float((g.double() * v.double()).sum()) for g, v in zip(gs, vs, strict=True) if g is not None)
             for gs, vs in zip(per_group, directions, strict=True)
         ]
+        reached[name] = [any(g is not None for g in gs) for gs in per_group]
         mass[name] = [
             sum(float((g.double() * v.double()).abs().sum()) for g, v in zip(gs, vs, strict=True) if g is not None)
             for gs, vs in zip(per_group, directions, strict=True)
@@ -267,6 +269,8 @@ def probe(
             # forward minus backward difference: h |v'Hv| where the term is smooth, the whole jump
             # of the slope where a kink (a hinge, a minimum changing hands) lies within the step
             out[f"{k}\0kink"] = abs(p + m - 2 * values[k]) / h
+            # the larger one-sided move: a value that moves at all, kink or not
+            out[f"{k}\0moved"] = max(abs(p - values[k]), abs(m - values[k])) / h
         return out
 
     found: dict[str, list[_Group]] = {name: [] for name in base}
@@ -285,8 +289,12 @@ def probe(
             for name in sorted(pending):
                 ag, fd = autograd[name][g], fine[name]
                 magnitude = max(abs(values[name]), fine[f"{name}\0mag"], coarse[f"{name}\0mag"])
-                if not (math.isfinite(fd) and math.isfinite(ag)):
+                if not math.isfinite(fd):  # the value itself is not finite nearby: nothing to compare
                     last[name] = _Group(name, along, "unmeasured", values[name], ag, fd, math.nan, h, "")
+                    pending.discard(name)
+                    continue
+                if not math.isfinite(ag):  # a NaN or infinite gradient trains nothing
+                    last[name] = _Group(name, along, "disagrees", values[name], ag, fd, math.nan, h / 2, "")
                     pending.discard(name)
                     continue
                 noise = (
@@ -297,7 +305,12 @@ def probe(
                 )
                 tol = noise + _RELATIVE * max(abs(fd), abs(ag))
                 dname = dtype_name(dtypes[name])
-                if abs(fd) <= noise and abs(ag) <= tol:
+                rounding = 2 * tolerance(dtypes[name], magnitude) / (h / 2)
+                if not reached[name][g] and fine[f"{name}\0moved"] > rounding:
+                    # no graph reaches the group, yet the value moves: whatever the kinks
+                    # in the way, nothing can train it along this group
+                    outcome = "no-gradient"
+                elif abs(fd) <= noise and abs(ag) <= tol:
                     # below what the difference resolves: at rest where no gradient flows (a
                     # hinge, a constant), trained where a gradient flows and agrees (a term
                     # small in this state, such as one shrunk by its class weight)
@@ -307,7 +320,10 @@ def probe(
                 else:
                     outcome = "no-gradient" if mass[name][g] == 0.0 else "disagrees"
                 last[name] = _Group(name, along, outcome, values[name], ag, fd, tol, h / 2, dname)
-                if outcome in ("trains", "inactive"):
+                # at rest only where the step crossed no kink that could hide a slope: else
+                # the smaller step decides
+                at_kink = outcome == "inactive" and fine[f"{name}\0kink"] > abs(fd) / 2 and h == h0
+                if outcome in ("trains", "inactive") and not at_kink:
                     pending.discard(name)
             if not pending:
                 break

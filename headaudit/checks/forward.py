@@ -959,7 +959,9 @@ def _gradient(ctx: Context) -> GradientRecord:
         cast = None
     if cast is not None and not _coarse(cast.dtype):
         return dataclasses.replace(cast, cast_from=record.dtype)
-    return dataclasses.replace(record, wrong=(), examples={}, largest_error_ratio=0.0, unmeasured=True, terms=())
+    # no gradient at all does not depend on the precision: keep those; agreement needs a finer dtype
+    kept = tuple(t for t in record.terms if t.outcome == "no-gradient")
+    return dataclasses.replace(record, wrong=(), examples={}, largest_error_ratio=0.0, unmeasured=True, terms=kept)
 
 
 def _dict_key(ctx: Context, name: str) -> str:

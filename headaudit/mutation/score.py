@@ -147,8 +147,9 @@ class MutationScore:
 
 def _detects(before: Result, after: Result) -> bool:
     """A regression by ``headaudit check``'s own rule, measured by a check that ran: a
-    result that is ``error`` on the mutant says only that something raised."""
-    return after.verdict != "error" and bool(regressions_of(after, before))
+    result that is ``error`` on the mutant says only that something raised, and one that
+    is ``n/a`` that the check did not measure (a name or setting it needs is missing)."""
+    return after.verdict not in ("error", "n/a") and bool(regressions_of(after, before))
 
 
 def _crashes(before: Result, after: Result) -> bool:
