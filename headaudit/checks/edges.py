@@ -161,8 +161,9 @@ def _forward_case(ctx: Context, log: TrainingLog | None, name: str, labels: list
     pool = torch.randn(len(labels), _PATCHES, _EMB, generator=gen)
     img = torch.randn(len(labels), _EMB, generator=gen)
     base: dict[str, Any] = {"name": name, "batch": len(labels), "counts": counts, "path": "forward"}
+    labelled = {ctx.parameter("forward.labels"): torch.tensor(labels)}  # the head's own name
     try:
-        out = call_subject("forward", head, pool, img, **{ctx.parameter("forward.labels"): torch.tensor(labels)})
+        out = call_subject("forward", head, pool, img, **labelled)
         loss = out[1] if isinstance(out, (tuple, list)) and len(out) > 1 else out
         loss = torch.as_tensor(loss)
         grad_ok = _finite_grad(loss, _params(head))
@@ -170,7 +171,6 @@ def _forward_case(ctx: Context, log: TrainingLog | None, name: str, labels: list
         return SmallCase(**base, raised=exc.detail)
     value = float(loss.detach().sum())
     if log is not None and log.wants() and math.isfinite(value):
-        labelled = {ctx.parameter("forward.labels"): torch.tensor(labels)}  # the head's own name
 
         def evaluate(h: Head, dtype: torch.dtype | None) -> dict[str, object]:
             x, y = (pool, img) if dtype is None else (pool.to(dtype), img.to(dtype))

@@ -141,24 +141,22 @@ def _measure_detect(ctx: Context) -> DetectMeasurement:
         heads = tuple(_detect(ctx, host, build_head(ctx, cls, train=False), cls.__name__, site) for cls in classes)
         torch.manual_seed(ctx.seed)
         linear = _detect(ctx, host, nn.Linear(16, 3), "nn.Linear", site)
+    # each head class and the nn.Linear control in a stand-in host: what the decisions are read on
+    models: list[tuple[str, Any]] = []
+    if site is not None or ctx.has(_HELPER):
+        models = [(cls.__name__, build_head(ctx, cls, train=False)) for cls in classes]
+        torch.manual_seed(ctx.seed)
+        models.append(("nn.Linear", nn.Linear(16, 3)))
+    hosts = [(name, host.stand_in(head, stand_in_backbone)) for name, head in models]
     from_source: tuple[SourceDetection, ...] = ()
     if site is not None:
         source = WrapperSource(wrapper)
-        models = [(cls.__name__, build_head(ctx, cls, train=False)) for cls in classes]
-        torch.manual_seed(ctx.seed)
-        models.append(("nn.Linear", nn.Linear(16, 3)))
-        from_source = tuple(
-            source_detection(source, site, host.stand_in(head, stand_in_backbone), name) for name, head in models
-        )
+        from_source = tuple(source_detection(source, site, model, name) for name, model in hosts)
     helper: tuple[Detection, ...] = ()
     if ctx.has(_HELPER):
         function = ctx.from_module(_HELPER)
-        models = [(cls.__name__, build_head(ctx, cls, train=False)) for cls in classes]
-        torch.manual_seed(ctx.seed)
-        models.append(("nn.Linear", nn.Linear(16, 3)))
         helper = tuple(
-            Detection(name, bool(call_subject(_HELPER_NAME, function, host.stand_in(head, stand_in_backbone))), None)
-            for name, head in models
+            Detection(name, bool(call_subject(_HELPER_NAME, function, model)), None) for name, model in hosts
         )
     return DetectMeasurement(
         wrapper.display,
