@@ -308,26 +308,19 @@ def computed_in(compared: object, sources: object = (), default: torch.dtype = t
     if not tensors:
         return default
     seen = _CURRENT.get()
-    worst: torch.dtype | None = None
-    if seen is None:
+    found: list[torch.dtype | None] = [t.dtype for t in tensors]
+    if seen is not None:
+        shared = _ancestry(seen.node(t) for t in _tensors(sources))
         for tensor in tensors:
-            if _eps(tensor.dtype) > _eps(worst):
-                worst = tensor.dtype
-        return worst or default
-    starts = [seen.node(t) for t in _tensors(sources)]
-    shared = _ancestry(starts)
-    for tensor in tensors:
-        if _eps(tensor.dtype) > _eps(worst):
-            worst = tensor.dtype
-        node = seen.node(tensor)
-        if not shared:
-            if _eps(node.worst) > _eps(worst):
-                worst = node.worst
-            continue
-        for dtype in _outside(shared, node):
-            if _eps(dtype) > _eps(worst):
-                worst = dtype
-    return worst or default
+            node = seen.node(tensor)
+            found += _outside(shared, node) if shared else [node.worst]
+    return _coarsest_of(found) or default
+
+
+def _coarsest_of(dtypes: Iterable[torch.dtype | None]) -> torch.dtype | None:
+    """The floating dtype with the largest epsilon, the first of equals; None where none
+    is floating (integers, booleans and exact nodes have no rounding)."""
+    return max((d for d in dtypes if _eps(d)), key=_eps, default=None)
 
 
 def moved_in(compared: object, moved: object, default: torch.dtype = torch.float32) -> torch.dtype:
@@ -346,13 +339,11 @@ def moved_in(compared: object, moved: object, default: torch.dtype = torch.float
     if seen is None or not tensors:
         return computed_in(compared, default=default)
     starts = {id(seen.node(t)) for t in _tensors(moved)}
-    worst: torch.dtype | None = None
+    found: list[torch.dtype | None] = []
     for tensor in tensors:
         on_path = _between(starts, seen.node(tensor))
-        for dtype in on_path if on_path is not None else [computed_in(tensor, default=default)]:
-            if _eps(dtype) > _eps(worst):
-                worst = dtype
-    return worst or default
+        found += on_path if on_path is not None else [computed_in(tensor, default=default)]
+    return _coarsest_of(found) or default
 
 
 def _between(sources: set[int], node: _Node) -> list[torch.dtype | None] | None:
