@@ -103,6 +103,22 @@ def _timeout(text: str) -> float:
     return value
 
 
+def _jobs(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid number of worker processes: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"--jobs {value} must be 1 (serial) or more")
+    return value
+
+
+_JOBS_HELP = (
+    "worker processes running the checks (default: one per usable core, or `jobs` in [tool.headaudit]; "
+    "1: serial); the report does not depend on it"
+)
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="headaudit",
@@ -139,6 +155,7 @@ def _parser() -> argparse.ArgumentParser:
     report.add_argument(
         "--timeout", type=_timeout, default=None, metavar="SECONDS", help="time budget per check and subject (120)"
     )
+    report.add_argument("--jobs", type=_jobs, default=None, metavar="N", help=_JOBS_HELP)
     report.add_argument("--no-bench", action="store_true", help="skip the performance section")
     report.add_argument(
         "--mutation",
@@ -188,6 +205,7 @@ def _parser() -> argparse.ArgumentParser:
     mutate.add_argument("--seed", type=_seed, default=None, help="seed for torch and Hypothesis (default 0)")
     mutate.add_argument("--profile", choices=_PROFILES, default=None, help=_PROFILE_HELP)
     mutate.add_argument("--timeout", type=_timeout, default=None, metavar="SECONDS", help="time budget per check")
+    mutate.add_argument("--jobs", type=_jobs, default=None, metavar="N", help=_JOBS_HELP)
     mutate.add_argument("--json", metavar="FILE", help="also write the score as JSON to FILE")
     mutate.add_argument("--only", metavar="ID[,ID]", help="only these mutant and rewrite ids (default: all)")
     mutate.add_argument("--debug", action="store_true", help="show tracebacks")
@@ -231,6 +249,7 @@ def _add_check_parser(sub: Any) -> None:
     check.add_argument(
         "--bench", action="store_true", help="also compare the timed performance checks (noisy; off by default)"
     )
+    check.add_argument("--jobs", type=_jobs, default=None, metavar="N", help=_JOBS_HELP)
     check.add_argument("--accept-mismatch", metavar="WHY", help=_ACCEPT_HELP)
     check.add_argument("--debug", action="store_true", help="show tracebacks")
 
@@ -280,9 +299,19 @@ def _configure(args: argparse.Namespace) -> ProjectConfig:
     from headaudit.config import find_config
 
     config = find_config(Path.cwd())
-    for key in ("baseline", "candidate", "control", "host", "wrapper", "lang", "seed", "timeout", "expect"):
+    for key in ("baseline", "candidate", "control", "host", "wrapper", "lang", "seed", "timeout", "expect", "jobs"):
         if getattr(args, key, False) is None and config.get(key) is not None:
             setattr(args, key, config.get(key))
+    if getattr(args, "jobs", False) is None:
+        from headaudit.parallel import usable_cores
+
+        args.jobs = usable_cores()
+    if getattr(args, "jobs", 1) > 1:
+        from headaudit.parallel import can_fork
+
+        if not can_fork():
+            print("headaudit: note: no `fork` start method here; the checks run serially (--jobs 1)", file=sys.stderr)
+            args.jobs = 1
     if getattr(args, "lang", False) is None:
         args.lang = "en"
     if hasattr(args, "profile"):
@@ -445,6 +474,7 @@ def _audit(args: argparse.Namespace, checks: list[Check[Any]], plots: Path | Non
         progress=progress,
         hosts=ready.hosts,
         only={"control": "performance"},
+        jobs=getattr(args, "jobs", 1),
     )
     if any(c.group == "performance" for c in checks):
         report = _with_performance(report, ready.subjects, plots)
@@ -492,7 +522,7 @@ def _mutation(args: argparse.Namespace) -> MutationScore:
     mutants, rewrites = _mutants(getattr(args, "only", None) if args.command == "mutate" else None)
     return measure_score(
         REGISTRY, seed=args.seed, profile=profile, timeout=timeout, mutants=mutants, equivalents=rewrites,
-        progress=progress,
+        progress=progress, jobs=getattr(args, "jobs", 1),
     )  # fmt: skip
 
 

@@ -12,6 +12,7 @@ ruff and pytest look for theirs). Its ``[tool.headaudit]`` table may set::
     profile = "ci"                          # ci, dev or thorough
     expect = "audit.json"                   # the recorded report of `headaudit check`
     timeout = 120                           # seconds per check and subject
+    jobs = 2                                # worker processes (default: one per core; 1: serial)
 
     [tool.headaudit.map]                    # renamed parts, as --map
     "proto_manager.momentum_update" = "proto_manager.momentum_update_fixed"
@@ -47,6 +48,7 @@ KEYS: dict[str, tuple[type, ...]] = {
     "profile": (str,),
     "expect": (str,),
     "timeout": (int, float),
+    "jobs": (int,),
 }
 _SUBJECTS = ("baseline", "candidate", "control", "host", "wrapper")
 _CHOICES = {"lang": ("en", "zh"), "profile": ("ci", "dev", "thorough")}
@@ -106,6 +108,8 @@ def _read(path: Path) -> ProjectConfig:
             raise ConfigError(f"seed = {value} in [tool.headaudit] of {path} is outside 0..2**32-1")
         if key == "timeout" and not value > 0:
             raise ConfigError(f"timeout = {value} in [tool.headaudit] of {path} must be more than 0 seconds")
+        if key == "jobs" and not value >= 1:
+            raise ConfigError(f"jobs = {value} in [tool.headaudit] of {path} must be 1 (serial) or more")
         if key in _SUBJECTS:
             value = _local(path.parent, value)
         elif key == "expect":

@@ -20,6 +20,7 @@ starts from the same torch seed, so ``--only`` reproduces the result of a full r
 from __future__ import annotations
 
 import contextlib
+import functools
 import platform
 import sys
 import weakref
@@ -68,8 +69,9 @@ from headaudit.working import not_working
 
 if TYPE_CHECKING:
     from headaudit.hosts import HostSet
+    from headaudit.parallel import Ended
 
-__all__ = ["DEFAULT_TIMEOUT", "resolve", "run_audit", "run_check"]
+__all__ = ["DEFAULT_TIMEOUT", "Pair", "ended_result", "resolve", "run_audit", "run_check", "run_pairs"]
 
 Progress = Callable[[str], None]
 
@@ -368,6 +370,142 @@ def _run_guarded(
     return finding, evidence, output.combined(), ctx
 
 
+@dataclass(frozen=True)
+class Pair:
+    """One (check, subject) pair of an audit: the check, the subject's role and the subject."""
+
+    check: Check[Any]
+    role: str
+    subject: Subject
+
+
+def run_pairs(
+    pairs: Sequence[Pair],
+    *,
+    seed: int,
+    profile: Profile,
+    timeout: float | None = DEFAULT_TIMEOUT,
+    hosts: HostSet | None = None,
+    progress: Progress | None = None,
+    jobs: int = 1,
+) -> list[Result]:
+    """One result per pair (:func:`run_check`), in the order of ``pairs``, the same for any ``jobs``.
+
+    ``jobs`` 1 (or a platform without ``fork``) runs the pairs here, one after the other.
+    More spreads them over that many worker processes (:func:`headaudit.parallel.spread`),
+    each pair with the seed it gets here, and:
+
+    - first takes each subject's once-per-subject steps here (:func:`_warm`), so that every
+      worker inherits their outcome instead of meeting them with whichever pair it runs
+      first; a subject whose steps run out of time has all its pairs run here, one after
+      the other, exactly as with ``jobs`` 1;
+    - runs the timed checks (``Check.timing``) here, alone, after the others: busy workers
+      would disturb their clocks;
+    - makes a pair whose worker ended before it answered (the subject called ``os._exit``
+      or crashed the interpreter) ``error`` saying so, and a pair that outlived its time
+      limit by :func:`headaudit.parallel.grace` the timeout ``error``; the other pairs go on.
+    """
+    from headaudit.parallel import can_fork, grace, spread
+
+    def tell(pair: Pair) -> None:
+        if progress:
+            progress(f"{pair.check.id} on {pair.role}")
+
+    def run(pair: Pair) -> Result:
+        return run_check(pair.check, pair.subject, pair.role, seed=seed, profile=profile, timeout=timeout, hosts=hosts)
+
+    if jobs <= 1 or not can_fork():
+        serial = []
+        for pair in pairs:
+            tell(pair)
+            serial.append(run(pair))
+        return serial
+    here = {i for i, pair in enumerate(pairs) if pair.check.timing}
+    subjects = {id(pair.subject): pair.subject for pair in pairs}
+    for subject in subjects.values():
+        if not _warm(subject, [p.check for p in pairs if p.subject is subject], timeout):
+            here |= {i for i, pair in enumerate(pairs) if pair.subject is subject}
+    away = [pairs[i] for i in range(len(pairs)) if i not in here]
+    spread_out = spread(
+        [functools.partial(run, pair) for pair in away],
+        jobs=jobs,
+        deadline=None if timeout is None else timeout + grace(timeout),
+        ended=lambda k, how: ended_result(away[k], how, timeout),
+        started=lambda k: tell(away[k]),
+    )
+    results = dict(zip((i for i in range(len(pairs)) if i not in here), spread_out, strict=True))
+    for i in sorted(here):
+        tell(pairs[i])
+        results[i] = run(pairs[i])
+    return [results[i] for i in range(len(pairs))]
+
+
+def _warm(subject: Subject, checks: Sequence[Check[Any]], timeout: float | None) -> bool:
+    """Take ``subject``'s once-per-subject steps here: its own name maps, the keys of its
+    losses that ``checks`` name, and whether it is a working head. False when they did not
+    end within ``timeout`` (they are forgotten then, and its pairs must run here, in order).
+
+    Run before the workers fork, so each inherits what a serial run learns from the first
+    pair that asks; what the subject prints here belongs to no pair. A step that raised
+    is cached as it is in a serial run, and any other failure is left to the pairs.
+    """
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        with captured():
+            try:
+                with time_limit(timeout):
+                    own = own_names(subject)
+                    sources = {
+                        key[0]
+                        for check in checks
+                        for need in check.parsed
+                        for name in need.alternatives
+                        if (key := split_key(own.names.apply(name))) is not None
+                    }
+                    for source in sorted(sources):
+                        with contextlib.suppress(SubjectRaised):
+                            _keys(own, source)
+                    if any(check.runs_head for check in checks):
+                        _not_working(own)
+            except CheckTimeout:
+                _forget(subject)
+                return False
+            except Exception:  # each pair meets it again, and reports it, as in a serial run
+                pass
+    finally:
+        torch.set_num_threads(threads)
+    return True
+
+
+def _forget(subject: Subject) -> None:
+    """Drop what the once-per-subject caches hold for ``subject`` (and its own-names copy)."""
+    own = _OWN_NAMES.get(subject)
+    for each in (subject, own):
+        if each is not None:
+            _WORKING.pop(each, None)
+            _KEY_CACHE.pop(each, None)
+            _OWN_NAMES.pop(each, None)
+
+
+def ended_result(pair: Pair, how: Ended, timeout: float | None) -> Result:
+    """The result of a pair whose worker ended or was killed before it answered."""
+    if how.kind == "timeout" and timeout is not None:
+        finding = Finding("error", Msg("common.timeout", {"seconds": timeout}))
+        evidence: Json = {"timeout_seconds": timeout}
+    else:
+        finding = Finding("error", Msg("common.worker_ended", {"how": how.describe()}))
+        evidence = {"worker_ended": how.describe()}
+    return Result(
+        check=pair.check.id,
+        subject=pair.role,
+        verdict=finding.verdict,
+        message=freeze_msg(finding.message),
+        evidence=freeze_evidence(evidence),
+        headlines=pair.check.headlines,
+    )
+
+
 def _environment(seed: int, profile: Profile, timeout: float | None, args: Sequence[str], maps: Any) -> Environment:
     from headaudit.validation import recorded_detection
 
@@ -399,25 +537,27 @@ def run_audit(
     progress: Progress | None = None,
     hosts: HostSet | None = None,
     only: Mapping[str, str] | None = None,
+    jobs: int = 1,
 ) -> Report:
     """Run ``checks`` on every subject (role -> subject), in registry order; never raises for a check.
 
     ``hosts`` are the host files of the host checks (None: the bundled ones); the report
     lists them under ``extra["hosts"]``. ``only`` maps a role to the one check group it
     runs (the positive control: ``{"control": "performance"}``); other roles run every check.
+    ``jobs`` is how many worker processes run the pairs (:func:`run_pairs`); the report
+    does not depend on it.
     """
     only = only or {}
     from headaudit.hosts import default_hosts
 
     hosts = hosts or default_hosts()
-    results = []
-    for check in checks:
-        for role, subject in subjects.items():
-            if only.get(role, check.group) != check.group:
-                continue
-            if progress:
-                progress(f"{check.id} on {role}")
-            results.append(run_check(check, subject, role, seed=seed, profile=profile, timeout=timeout, hosts=hosts))
+    pairs = [
+        Pair(check, role, subject)
+        for check in checks
+        for role, subject in subjects.items()
+        if only.get(role, check.group) == check.group
+    ]
+    results = run_pairs(pairs, seed=seed, profile=profile, timeout=timeout, hosts=hosts, progress=progress, jobs=jobs)
     maps = next(iter(subjects.values())).names.entries if subjects else ()
     return Report(
         subjects=tuple(s.info(role, only.get(role)) for role, s in subjects.items()),

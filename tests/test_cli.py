@@ -30,13 +30,20 @@ def headaudit(
     )
 
 
-def test_two_runs_with_the_same_seed_are_byte_identical() -> None:
-    first = headaudit("report", "--no-bench", "--seed", "3")
-    second = headaudit("report", "--no-bench", "--seed", "3")
+def test_two_runs_with_the_same_seed_are_byte_identical_serial_or_in_two_workers() -> None:
+    """One run serial and one in two worker processes: the same bytes proves both that a
+    seed repeats and that the report does not depend on --jobs (nor records it)."""
+    first = headaudit("report", "--no-bench", "--seed", "3", "--jobs", "1")
+    second = headaudit("report", "--no-bench", "--seed", "3", "--jobs", "2")
     assert first.returncode == 0, first.stderr
     assert first.stdout == second.stdout
-    assert first.stderr == ""  # progress only goes to a terminal
+    assert first.stderr == second.stderr == ""  # progress only goes to a terminal
     assert "seed: 3" in first.stdout
+    assert "--jobs" not in first.stdout
+    only = ("report", "--only", "trainer.detect,gate.convex,static.data-writes,ema.standard", "--format", "json")
+    serial, spread = headaudit(*only, "--jobs", "1"), headaudit(*only, "--jobs", "2")
+    assert serial.returncode == 0, serial.stderr
+    assert serial.stdout == spread.stdout
 
 
 def test_json_and_chinese_outputs() -> None:
@@ -65,6 +72,8 @@ def test_json_and_chinese_outputs() -> None:
         (["report", "--seed", "x"], "invalid int value"),
         (["report", "--seed", "-1"], "outside 0..2**32-1"),
         (["report", "--timeout", "0"], "must be more than 0 seconds"),
+        (["report", "--jobs", "0"], "must be 1 (serial) or more"),
+        (["mutate", "--jobs", "two"], "invalid number of worker processes"),
         (["report", "--map", "nonsense"], "is not CANONICAL=THEIRS"),
         (["report", "--map", "a.b=c.d", "--map", "a.b=e.f"], "maps 'a.b' twice"),
         (

@@ -509,6 +509,8 @@ def test_update_over_a_regression_records_it_and_says_so(project: Path) -> None:
         ({"pyproject.toml": "[tool.headaudit]\ncandidat = 'x.py'\n"}, ["report"], "unknown key 'candidat'"),
         ({"pyproject.toml": "[tool.headaudit]\nseed = 'one'\n"}, ["report"], "seed in [tool.headaudit]"),
         ({"pyproject.toml": "[tool.headaudit]\nlang = 'fr'\n"}, ["report"], "use one of en, zh"),
+        ({"pyproject.toml": "[tool.headaudit]\njobs = 0\n"}, ["report"], "must be 1 (serial) or more"),
+        ({"pyproject.toml": "[tool.headaudit]\njobs = '2'\n"}, ["report"], "jobs in [tool.headaudit]"),
         ({"pyproject.toml": "[tool.headaudit\n"}, ["report"], "is not valid TOML"),
         ({"pyproject.toml": "[tool.headaudit]\ncandidate = 'missing.py'\n"}, ["report"], "missing.py"),
     ],

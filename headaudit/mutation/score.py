@@ -27,6 +27,7 @@ check starts from the same seed, so the score repeats exactly for a seed.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import shutil
 import tempfile
@@ -38,12 +39,13 @@ from typing import Any, Literal
 from headaudit.errors import SubjectError
 from headaudit.guard import regressions_of
 from headaudit.hosts import HostSet, load_hosts
-from headaudit.messages import LANGS, render
+from headaudit.messages import LANGS, Msg, render
 from headaudit.model import Result
 from headaudit.mutation.catalogue import EQUIVALENTS, MUTANTS, SUBJECT_FILE, WRAPPER_FILE, Mutant, apply
+from headaudit.parallel import Ended, can_fork, grace, spread
 from headaudit.profiles import Profile
 from headaudit.registry import Check
-from headaudit.runner import run_check
+from headaudit.runner import Pair, ended_result, run_check
 from headaudit.subjects import Subject, bundled_reference, display_path, load_subject
 
 __all__ = ["Crash", "Kill", "MutationScore", "Outcome", "Rewrite", "measure_score"]
@@ -54,6 +56,8 @@ Outcome = Literal["detected", "crashed", "survived"]
 
 #: The pseudo-check of a mutated file that no longer loads.
 LOAD = "load"
+#: The pseudo-check of a mutant whose worker process ended or ran past its budget (``--jobs``).
+WORKER = "worker"
 
 
 @dataclass(frozen=True)
@@ -267,6 +271,75 @@ def _rewrite(runner: _Runner, mutant: Mutant, hinted_only: bool) -> Rewrite:
     return Rewrite(mutant.id, mutant.description, tuple(changed), mutant.file)
 
 
+def _spread(
+    runner: Callable[[str], _Runner],
+    mutants: Sequence[Mutant],
+    equivalents: Sequence[Mutant],
+    hinted_only: bool,
+    jobs: int,
+    timeout: float,
+    progress: Progress | None,
+) -> tuple[list[Kill], list[Rewrite]]:
+    """The kills and rewrites of :func:`measure_score` from ``jobs`` worker processes.
+
+    Two rounds, each spread by :func:`headaudit.parallel.spread`: first every check a
+    mutant or rewrite may compare with runs on its unmutated file (each once), then the
+    mutants and rewrites, one per task, each in one worker exactly as in a serial run
+    (its checks in its order, stopping at the first detection). The workers of the second
+    round are forked after the first, so they inherit its results instead of each worker
+    measuring the unmutated files again. A mutant or rewrite whose worker ended or ran
+    past its budget (every check's time limit, and a grace) is a crash (a false alarm for a
+    rewrite) naming how: never a detection.
+    """
+    entries = [*mutants, *equivalents]
+    runners = {m.file: runner(m.file) for m in entries}  # loaded here, before any worker forks
+    wanted = list(dict.fromkeys((m.file, c.id) for m in entries for c in runners[m.file].ordered(m.hint, hinted_only)))
+    checks = {c.id: c for each in runners.values() for c in each.checks}
+
+    def original(file: str, check_id: str) -> Result:
+        return runners[file].run(checks[check_id], runners[file].original, runners[file].hosts)
+
+    def lost(file: str, check_id: str, how: Ended) -> Result:
+        return ended_result(Pair(checks[check_id], "candidate", runners[file].original), how, timeout)
+
+    done = spread(
+        [functools.partial(original, file, check_id) for file, check_id in wanted],
+        jobs=jobs,
+        deadline=timeout + grace(timeout),
+        ended=lambda k, how: lost(*wanted[k], how),
+        started=(lambda k: progress(f"{wanted[k][1]} on {wanted[k][0]}")) if progress else None,
+    )
+    for (file, check_id), result in zip(wanted, done, strict=True):
+        runners[file]._results[check_id] = result  # the cache on_original fills in a serial run
+
+    def task(entry: Mutant, is_mutant: bool) -> Kill | Rewrite:
+        if is_mutant:
+            return _kill(runners[entry.file], entry, hinted_only)
+        return _rewrite(runners[entry.file], entry, hinted_only)
+
+    def worker_ended(k: int, how: Ended) -> Kill | Rewrite:
+        entry = entries[k]
+        message = Msg("common.timeout", {"seconds": how_long}) if how.kind == "timeout" else (
+            Msg("common.worker_ended", {"how": how.describe()}))  # fmt: skip
+        if k >= len(mutants):
+            return Rewrite(entry.id, entry.description, (WORKER,), entry.file)
+        crash = Crash(WORKER, render(message, "en"), {lang: render(message, lang) for lang in LANGS})
+        return Kill(entry.id, entry.part, entry.description, "crashed", crashes=(crash,), file=entry.file)
+
+    how_long = (len(checks) + 1) * (timeout + grace(timeout))  # every check's limit, and one load
+    kinds = ["mutant"] * len(mutants) + ["rewrite"] * len(equivalents)
+    outcomes = spread(
+        [functools.partial(task, entry, k < len(mutants)) for k, entry in enumerate(entries)],
+        jobs=jobs,
+        deadline=how_long,
+        ended=worker_ended,
+        started=(lambda k: progress(f"{kinds[k]} {entries[k].id}")) if progress else None,
+    )
+    kills = [o for o in outcomes[: len(mutants)] if isinstance(o, Kill)]
+    rewrites = [o for o in outcomes[len(mutants) :] if isinstance(o, Rewrite)]
+    return kills, rewrites
+
+
 def measure_score(
     checks: Sequence[Check[Any]],
     *,
@@ -277,6 +350,7 @@ def measure_score(
     equivalents: Sequence[Mutant] = EQUIVALENTS,
     progress: Progress | None = None,
     hinted_only: bool = False,
+    jobs: int = 1,
 ) -> MutationScore:
     """The mutation score of ``checks`` (their performance group left out), measured now:
     the mutants of the bundled ``head_fixed.py`` (and of its wrapper), and the rewrites of
@@ -285,6 +359,7 @@ def measure_score(
     ``hinted_only`` runs each mutant and rewrite through its hinted checks (among
     ``checks``) only: what the tests use to keep their cost low. A mutant that survives
     that is only not detected by its hints; the score is ``headaudit mutate``'s full run.
+    ``jobs`` worker processes share the work (:func:`_spread`); the score does not depend on it.
     """
     used = [c for c in checks if c.group != "performance"]
     runners: dict[str, _Runner] = {}
@@ -297,16 +372,19 @@ def measure_score(
         return runners[file]
 
     try:
-        kills = []
-        for mutant in mutants:
-            if progress:
-                progress(f"mutant {mutant.id}")
-            kills.append(_kill(runner(mutant.file), mutant, hinted_only))
-        rewrites = []
-        for rewrite in equivalents:
-            if progress:
-                progress(f"rewrite {rewrite.id}")
-            rewrites.append(_rewrite(runner(rewrite.file), rewrite, hinted_only))
+        if jobs > 1 and can_fork():
+            kills, rewrites = _spread(runner, mutants, equivalents, hinted_only, jobs, timeout, progress)
+        else:
+            kills = []
+            for mutant in mutants:
+                if progress:
+                    progress(f"mutant {mutant.id}")
+                kills.append(_kill(runner(mutant.file), mutant, hinted_only))
+            rewrites = []
+            for rewrite in equivalents:
+                if progress:
+                    progress(f"rewrite {rewrite.id}")
+                rewrites.append(_rewrite(runner(rewrite.file), rewrite, hinted_only))
         subject = runner(SUBJECT_FILE)
     finally:
         for each in runners.values():

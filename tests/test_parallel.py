@@ -1,0 +1,137 @@
+"""``--jobs``: the pairs in worker processes, the same results, a dying subject costs its own pair.
+
+The byte-for-byte comparison of ``headaudit report --jobs 1`` and ``--jobs 2`` is in
+``tests/test_cli.py`` (it also proves that two runs with one seed are identical). Here:
+the pool itself (order, a worker that exits, one that hangs), a head whose helper ends
+its worker with ``os._exit`` and one that hangs with the time limit's signal blocked (only
+their ``trainer.detect`` pair is ``error``, in both slots, every other result is the
+serial one), results crossing the process boundary unchanged, and the mutation score.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import time
+from typing import Any
+
+import pytest
+
+from headaudit.checks import REGISTRY, by_id
+from headaudit.model import Result
+from headaudit.mutation.catalogue import MUTANTS, Mutant
+from headaudit.mutation.score import measure_score
+from headaudit.parallel import Ended, can_fork, spread
+from headaudit.profiles import active_profile
+from headaudit.registry import Check
+from headaudit.runner import run_audit, run_check
+from headaudit.subjects import Subject
+from tests.conftest import LoadSubject
+
+pytestmark = pytest.mark.skipif(not can_fork(), reason="worker processes need the fork start method")
+
+#: The check that calls the file's own ``has_multi_prototype_head``, and one that does not.
+DETECT, OTHER = "trainer.detect", "gate.convex"
+
+
+def _checks(*ids: str) -> list[Check[Any]]:
+    found = [by_id(i) for i in ids]
+    assert all(found)
+    return [c for c in found if c is not None]
+
+
+def _ended(index: int, how: Ended) -> str:
+    return f"{index}: {how.kind} {how.describe()}"
+
+
+def _exit(code: int) -> str:
+    os._exit(code)
+
+
+def _hang() -> str:
+    time.sleep(3600)
+    return "woke"
+
+
+def test_spread_keeps_the_order_of_the_tasks_not_of_their_ending() -> None:
+    tasks = [lambda k=k: (time.sleep(0.2 if k == 0 else 0), k * k)[1] for k in range(5)]
+    assert spread(tasks, jobs=2, deadline=None, ended=lambda k, how: -1) == [0, 1, 4, 9, 16]
+
+
+def test_a_worker_that_exits_or_hangs_costs_only_its_own_task() -> None:
+    tasks = [lambda: "a", lambda: _exit(7), lambda: "c", _hang, lambda: "e"]
+    started = time.monotonic()
+    assert spread(tasks, jobs=2, deadline=2.0, ended=_ended) == [
+        "a",
+        "1: exited exit code 7",
+        "c",
+        "3: timeout exit code None",
+        "e",
+    ]
+    assert time.monotonic() - started < 30
+
+
+def test_a_worker_killed_by_a_signal_names_the_signal() -> None:
+    assert Ended("exited", -11).describe() == "signal 11 (SIGSEGV)"
+    assert Ended("exited", 3).describe() == "exit code 3"
+
+
+def _only_detect_is_error(
+    subject: Subject, reference: Subject, role: str, message: str, checks: list[Check[Any]]
+) -> None:
+    other = "baseline" if role == "candidate" else "candidate"
+    subjects = {role: subject, other: reference}
+    report = run_audit(subjects, checks, seed=0, profile=active_profile(), timeout=3, jobs=2)
+    broken = report.result(DETECT, role)
+    assert broken is not None
+    assert broken.verdict == "error"
+    assert broken.message.id == message
+    for result in report.results:  # every other pair is exactly what it is in a serial run
+        if (result.check, result.subject) == (DETECT, role):
+            continue
+        check = by_id(result.check)
+        assert check is not None
+        alone = run_check(check, subjects[result.subject], result.subject, seed=0, profile=active_profile(),
+                          timeout=3)  # fmt: skip
+        assert result.to_dict() == alone.to_dict(), (result.check, result.subject)
+        assert result.verdict != "error", (result.check, result.subject)
+
+
+@pytest.mark.parametrize("role", ["baseline", "candidate"])
+def test_a_subject_that_exits_its_worker_is_error_in_that_pair_only(subject: LoadSubject, role: str) -> None:
+    exiting, plain = subject("worker_exiting_helper"), subject("detection_helper_kept")
+    _only_detect_is_error(exiting, plain, role, "common.worker_ended", _checks(DETECT, OTHER))
+    report = run_audit({role: exiting}, _checks(DETECT), seed=0, profile=active_profile(), jobs=2)
+    assert "exit code 7" in report.results[0].summary("en")
+    assert "exit code 7" in report.results[0].summary("zh")
+
+
+@pytest.mark.parametrize("role", ["baseline", "candidate"])
+def test_a_subject_that_blocks_its_time_limit_is_killed_by_the_watchdog(subject: LoadSubject, role: str) -> None:
+    hanging, plain = subject("worker_hanging_helper"), subject("detection_helper_kept")
+    _only_detect_is_error(hanging, plain, role, "common.timeout", _checks(DETECT, OTHER))
+
+
+def test_results_cross_the_process_boundary_unchanged(references: dict[str, Subject]) -> None:
+    checks = _checks(DETECT, OTHER, "static.data-writes")
+    serial = run_audit(references, checks, seed=0, profile=active_profile(), jobs=1)
+    spread_out = run_audit(references, checks, seed=0, profile=active_profile(), jobs=2)
+    assert serial.to_dict() == spread_out.to_dict()
+    for result in spread_out.results:
+        again: Result = pickle.loads(pickle.dumps(result))
+        assert again == result
+        assert again.to_dict() == result.to_dict()
+
+
+def test_the_mutation_score_is_the_same_with_two_workers() -> None:
+    mutants: list[Mutant] = [m for m in MUTANTS if m.id == "gate-sigmoid"]
+    mutants.append(Mutant("raising", "none", "forward raises", ((
+        "        self._check_inputs(pool_img_features, img_features, labels)\n",
+        '        raise RuntimeError("mutant raised")\n'),)))  # fmt: skip
+    checks = [c for c in REGISTRY if c.id in ("gate.sum-to-one", "loss.terms-sum")]
+    scores = [
+        measure_score(checks, seed=0, profile=active_profile(), timeout=60, mutants=mutants, equivalents=[], jobs=jobs)
+        for jobs in (1, 2)
+    ]
+    assert scores[0].to_dict() == scores[1].to_dict()
+    assert [m.outcome for m in scores[1].mutants] == ["detected", "crashed"]
