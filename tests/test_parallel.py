@@ -25,8 +25,8 @@ from headaudit.parallel import Ended, can_fork, spread
 from headaudit.profiles import active_profile
 from headaudit.registry import Check
 from headaudit.runner import run_audit, run_check
-from headaudit.subjects import Subject
-from tests.conftest import LoadSubject
+from headaudit.subjects import Subject, load_subject
+from tests.conftest import ROLES, SUBJECTS_DIR, LoadSubject
 
 pytestmark = pytest.mark.skipif(not can_fork(), reason="worker processes need the fork start method")
 
@@ -110,6 +110,21 @@ def test_a_subject_that_exits_its_worker_is_error_in_that_pair_only(subject: Loa
 def test_a_subject_that_blocks_its_time_limit_is_killed_by_the_watchdog(subject: LoadSubject, role: str) -> None:
     hanging, plain = subject("worker_hanging_helper"), subject("detection_helper_kept")
     _only_detect_is_error(hanging, plain, role, "common.timeout", _checks(DETECT, OTHER))
+
+
+@pytest.mark.parametrize("role", ROLES)
+def test_a_head_whose_working_step_hangs_gets_the_serial_results(references: dict[str, Subject], role: str) -> None:
+    """Its once-per-subject step runs out of time before the workers fork, so its pairs run
+    in the parent in order: the first that asks is the timeout, the next ``not working``."""
+    other = "baseline" if role == "candidate" else "candidate"
+    reports = []
+    for jobs in (1, 2):  # a fresh load each time: the step's outcome is kept per subject
+        subjects = {role: load_subject(str(SUBJECTS_DIR / "hanging_head.py"), role), other: references[other]}
+        reports.append(run_audit(subjects, _checks(OTHER, "ema.standard"), seed=0, profile=active_profile(),
+                                 timeout=1, jobs=jobs).to_dict())  # fmt: skip
+    assert reports[0] == reports[1]
+    hung = [r for r in reports[1]["results"] if r["subject"] == role]
+    assert [r["message"]["id"] for r in hung] == ["common.timeout", "common.not_working"]
 
 
 def test_results_cross_the_process_boundary_unchanged(references: dict[str, Subject]) -> None:
