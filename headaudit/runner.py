@@ -391,18 +391,21 @@ def run_pairs(
 ) -> list[Result]:
     """One result per pair (:func:`run_check`), in the order of ``pairs``, the same for any ``jobs``.
 
-    ``jobs`` 1 (or a platform without ``fork``) runs the pairs here, one after the other.
-    More spreads them over that many worker processes (:func:`headaudit.parallel.spread`),
-    each pair with the seed it gets here, and:
+    First each subject's once-per-subject steps run here (:func:`_warm`), whatever
+    ``jobs``: so no pair's captured output depends on whether it was the first of its
+    subject to run in its process. A subject whose steps run out of time has them
+    forgotten and all its pairs run here, in order: the first pair that asks meets the
+    timeout, the later ones ``not working`` (its hang costs one budget more).
 
-    - first takes each subject's once-per-subject steps here (:func:`_warm`), so that every
-      worker inherits their outcome instead of meeting them with whichever pair it runs
-      first; a subject whose steps run out of time has all its pairs run here, one after
-      the other, exactly as with ``jobs`` 1;
-    - runs the timed checks (``Check.timing``) here, alone, after the others: busy workers
+    ``jobs`` 1 (or a platform without ``fork``) then runs the pairs here, one after the
+    other. More spreads them over that many worker processes
+    (:func:`headaudit.parallel.spread`), which inherit what :func:`_warm` learned; each pair
+    gets the seed it gets here, and:
+
+    - the timed checks (``Check.timing``) run here, alone, after the others: busy workers
       would disturb their clocks;
-    - makes a pair whose worker ended before it answered (the subject called ``os._exit``
-      or crashed the interpreter) ``error`` saying so, and a pair that outlived its time
+    - a pair whose worker ended before it answered (the subject called ``os._exit`` or
+      crashed the interpreter) is ``error`` saying so, and a pair that outlived its time
       limit by :func:`headaudit.parallel.grace` the timeout ``error``; the other pairs go on.
     """
     from headaudit.parallel import can_fork, grace, spread
@@ -414,19 +417,14 @@ def run_pairs(
     def run(pair: Pair) -> Result:
         return run_check(pair.check, pair.subject, pair.role, seed=seed, profile=profile, timeout=timeout, hosts=hosts)
 
-    if jobs <= 1 or not can_fork():
-        serial = []
-        for pair in pairs:
-            tell(pair)
-            serial.append(run(pair))
-        return serial
-    here = {i for i, pair in enumerate(pairs) if pair.check.timing}
+    serial = jobs <= 1 or not can_fork()
+    here = {i for i, pair in enumerate(pairs) if serial or pair.check.timing}
     subjects = {id(pair.subject): pair.subject for pair in pairs}
     for subject in subjects.values():
         if not _warm(subject, [p.check for p in pairs if p.subject is subject], timeout):
             here |= {i for i, pair in enumerate(pairs) if pair.subject is subject}
     away = [pairs[i] for i in range(len(pairs)) if i not in here]
-    spread_out = spread(
+    spread_out = spread(  # forks nothing when every pair runs here
         [functools.partial(run, pair) for pair in away],
         jobs=jobs,
         deadline=None if timeout is None else timeout + grace(timeout),
@@ -445,9 +443,9 @@ def _warm(subject: Subject, checks: Sequence[Check[Any]], timeout: float | None)
     losses that ``checks`` name, and whether it is a working head. False when they did not
     end within ``timeout`` (they are forgotten then, and its pairs must run here, in order).
 
-    Run before the workers fork, so each inherits what a serial run learns from the first
-    pair that asks; what the subject prints here belongs to no pair. A step that raised
-    is cached as it is in a serial run, and any other failure is left to the pairs.
+    Run before any pair (and before the workers fork, so each inherits the outcome). What
+    the subject prints here belongs to no pair, and is not kept. A step that raised is
+    cached as the pair that asks first would cache it; any other failure is left to the pairs.
     """
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
