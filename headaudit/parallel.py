@@ -101,10 +101,13 @@ def _serve(conn: Connection, tasks: Sequence[Callable[[], Any]]) -> None:
             reply: tuple[bool, Any] = (True, tasks[index]())
         except BaseException:  # sent to the parent, which raises it
             reply = (False, traceback.format_exc())
-        conn.send(reply)
+        try:
+            conn.send(reply)
+        except Exception:  # a result that does not pickle is the caller's bug, not the subject's end
+            conn.send((False, traceback.format_exc()))
 
 
-@dataclass
+@dataclass(eq=False)
 class _Worker(Generic[T]):
     process: Any  # multiprocessing's ForkProcess
     conn: Connection

@@ -21,7 +21,7 @@ from headaudit.checks import REGISTRY, by_id
 from headaudit.model import Result
 from headaudit.mutation.catalogue import MUTANTS, Mutant
 from headaudit.mutation.score import measure_score
-from headaudit.parallel import Ended, can_fork, spread
+from headaudit.parallel import Ended, WorkerFailed, can_fork, spread
 from headaudit.profiles import active_profile
 from headaudit.registry import Check
 from headaudit.runner import run_audit, run_check
@@ -69,6 +69,17 @@ def test_a_worker_that_exits_or_hangs_costs_only_its_own_task() -> None:
         "e",
     ]
     assert time.monotonic() - started < 30
+
+
+def _raise() -> str:
+    raise ValueError("a bug of the caller")
+
+
+def test_a_task_that_raises_or_returns_what_cannot_pickle_is_the_callers_bug_not_an_ending() -> None:
+    with pytest.raises(WorkerFailed, match="a bug of the caller"):
+        spread([lambda: "a", _raise], jobs=2, deadline=None, ended=_ended)
+    with pytest.raises(WorkerFailed, match="pickle"):
+        spread([lambda: lambda: 0], jobs=2, deadline=None, ended=lambda k, how: None)
 
 
 def test_a_worker_killed_by_a_signal_names_the_signal() -> None:
