@@ -19,7 +19,7 @@ import pytest
 
 from headaudit.checks import REGISTRY, by_id
 from headaudit.model import Result
-from headaudit.mutation.catalogue import MUTANTS, Mutant
+from headaudit.mutation.catalogue import EQUIVALENTS, MUTANTS, Mutant
 from headaudit.mutation.score import measure_score
 from headaudit.parallel import Ended, WorkerFailed, can_fork, spread
 from headaudit.profiles import active_profile
@@ -168,10 +168,10 @@ def test_the_mutation_score_is_the_same_with_two_workers() -> None:
     mutants.append(Mutant("raising", "none", "forward raises", ((
         "        self._check_inputs(pool_img_features, img_features, labels)\n",
         '        raise RuntimeError("mutant raised")\n'),)))  # fmt: skip
-    checks = [c for c in REGISTRY if c.id in ("gate.sum-to-one", "loss.terms-sum")]
-    scores = [
-        measure_score(checks, seed=0, profile=active_profile(), timeout=60, mutants=mutants, equivalents=[], jobs=jobs)
-        for jobs in (1, 2)
-    ]
+    rewrites = [e for e in EQUIVALENTS if e.id == "optimal-reorder-ema-statements"]  # another file's runner
+    checks = [c for c in REGISTRY if c.id in ("gate.sum-to-one", "loss.terms-sum", "static.data-writes")]
+    given = {"mutants": mutants, "equivalents": rewrites}
+    scores = [measure_score(checks, seed=0, profile=active_profile(), timeout=60, **given, jobs=j) for j in (1, 2)]
     assert scores[0].to_dict() == scores[1].to_dict()
     assert [m.outcome for m in scores[1].mutants] == ["detected", "crashed"]
+    assert [e.changed for e in scores[1].equivalents] == [()]
