@@ -282,18 +282,19 @@ def _spread(
 ) -> tuple[list[Kill], list[Rewrite]]:
     """The kills and rewrites of :func:`measure_score` from ``jobs`` worker processes.
 
-    Two rounds, each spread by :func:`headaudit.parallel.spread`: first every check a
-    mutant or rewrite may compare with runs on its unmutated file (each once), then the
-    mutants and rewrites, one per task, each in one worker exactly as in a serial run
-    (its checks in its order, stopping at the first detection). The workers of the second
-    round are forked after the first, so they inherit its results instead of each worker
-    measuring the unmutated files again. A mutant or rewrite whose worker ended or ran
-    past its budget (every check's time limit, and a grace) is a crash (a false alarm for a
-    rewrite) naming how: never a detection.
+    Two rounds, each spread by :func:`headaudit.parallel.spread`: first the hinted checks
+    of every mutant and rewrite run on its unmutated file (each once), then the mutants and
+    rewrites, one per task, each in one worker exactly as in a serial run (its checks in
+    its order, stopping at the first detection). The workers of the second round are
+    forked after the first, so they inherit its results instead of each measuring the
+    unmutated files again; a check past the hints (a mutant they miss) is measured on the
+    unmutated file where it is first needed, as serially. A mutant or rewrite whose worker
+    ended or ran past its budget (every check's time limit, and a grace) is a crash (a
+    false alarm for a rewrite) naming how: never a detection.
     """
     entries = [*mutants, *equivalents]
     runners = {m.file: runner(m.file) for m in entries}  # loaded here, before any worker forks
-    wanted = list(dict.fromkeys((m.file, c.id) for m in entries for c in runners[m.file].ordered(m.hint, hinted_only)))
+    wanted = list(dict.fromkeys((m.file, c.id) for m in entries for c in runners[m.file].ordered(m.hint, True)))
     checks = {c.id: c for each in runners.values() for c in each.checks}
 
     def original(file: str, check_id: str) -> Result:
