@@ -175,3 +175,18 @@ def test_the_mutation_score_is_the_same_with_two_workers() -> None:
     assert scores[0].to_dict() == scores[1].to_dict()
     assert [m.outcome for m in scores[1].mutants] == ["detected", "crashed"]
     assert [e.changed for e in scores[1].equivalents] == [()]
+
+
+def test_without_fork_the_cli_runs_serially_and_says_so_once(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from headaudit import cli, parallel
+
+    monkeypatch.setattr(parallel, "can_fork", lambda: False)
+    handed: list[int] = []
+    monkeypatch.setattr(parallel, "spread", lambda tasks, **_: handed.append(len(tasks)) or [])
+    assert cli.main(["report", "--only", "gate.sum-to-one", "--no-bench", "--jobs", "2"]) == 0
+    assert not any(handed)  # serial: no pair reached the pool
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1
+    assert "no `fork` start method here; the checks run serially (--jobs 1)" in err
