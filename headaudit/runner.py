@@ -67,6 +67,7 @@ from headaudit.subjects import Subject
 from headaudit.working import not_working
 
 if TYPE_CHECKING:
+    from headaudit.cache import ResultCache
     from headaudit.hosts import HostSet
 
 __all__ = ["DEFAULT_TIMEOUT", "resolve", "run_audit", "run_check"]
@@ -399,14 +400,18 @@ def run_audit(
     progress: Progress | None = None,
     hosts: HostSet | None = None,
     only: Mapping[str, str] | None = None,
+    cache: ResultCache | None = None,
 ) -> Report:
     """Run ``checks`` on every subject (role -> subject), in registry order; never raises for a check.
 
     ``hosts`` are the host files of the host checks (None: the bundled ones); the report
     lists them under ``extra["hosts"]``. ``only`` maps a role to the one check group it
     runs (the positive control: ``{"control": "performance"}``); other roles run every check.
+    ``cache`` serves the pairs whose key it holds and keeps the others' results
+    (:mod:`headaudit.cache`); the report is the same with or without it.
     """
     only = only or {}
+    from headaudit.cache import result_key
     from headaudit.hosts import default_hosts
 
     hosts = hosts or default_hosts()
@@ -415,9 +420,16 @@ def run_audit(
         for role, subject in subjects.items():
             if only.get(role, check.group) != check.group:
                 continue
+            key = None if cache is None else result_key(check, subject, seed, profile, timeout, hosts)
+            cached = None if cache is None or key is None else cache.lookup(key, role)
+            if cached is not None:
+                results.append(cached)
+                continue
             if progress:
                 progress(f"{check.id} on {role}")
             results.append(run_check(check, subject, role, seed=seed, profile=profile, timeout=timeout, hosts=hosts))
+            if cache is not None and key is not None:
+                cache.store(key, results[-1])
     maps = next(iter(subjects.values())).names.entries if subjects else ()
     return Report(
         subjects=tuple(s.info(role, only.get(role)) for role, s in subjects.items()),
