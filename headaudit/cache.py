@@ -5,8 +5,8 @@ A result is a function of what the key names, so reusing it is measuring it agai
 - the check's id and the code that implements it: headaudit's version and the sha256 of
   every file of the installed package (sources, messages, data) and of the bundled
   references (:func:`source_hash`);
-- the environment that computes it: the Python, torch, Hypothesis and NumPy versions and
-  the machine's architecture;
+- the environment that computes it: the Python, torch, Hypothesis and NumPy versions, the
+  machine's architecture and whether CUDA is available;
 - the run's settings: the seed, the Hypothesis profile and its example factor, the name
   maps and the time budget;
 - the subject: how it is shown (its path relative to the working directory), its head
@@ -126,6 +126,8 @@ def _environment() -> dict[str, Json]:
         "torch": torch.__version__,
         "hypothesis": hypothesis.__version__,
         "numpy": numpy.__version__,
+        # perf.host-syncs measures on a CUDA device where there is one, and is n/a elsewhere
+        "cuda": [torch.version.cuda, torch.cuda.is_available()],
     }
 
 

@@ -869,7 +869,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = parser.parse_args(argv)
         if args.command is None:
             raise ConfigError(
-                "no command given; use `headaudit report`, `check`, `mutate`, `bench` or `list` "
+                "no command given; use `headaudit report`, `check`, `mutate`, `bench`, `cache` or `list` "
                 "(see `headaudit --help`)"
             )
         args.config = _configure(args)
