@@ -65,6 +65,7 @@ __all__ = [
     "mutation_key",
     "result_key",
     "source_hash",
+    "usable",
 ]
 
 #: The folder's name next to ``pyproject.toml``.
@@ -230,7 +231,7 @@ class ResultCache:
             return None
         try:
             result = Result.from_dict(data["value"])
-        except (KeyError, TypeError, ValueError, AttributeError):
+        except Exception:  # whatever a damaged entry makes the parser raise, it is a miss
             return None
         result = replace(result, subject=role)
         self.reused.append((result.check, role))
@@ -264,6 +265,27 @@ class ResultCache:
         return line + " (--no-cache measures every one)"
 
 
+def _ours(root: Path) -> bool:
+    tag = root / "CACHEDIR.TAG"
+    with contextlib.suppress(OSError):
+        return tag.is_file() and "created by headaudit" in tag.read_text(encoding="utf-8", errors="replace")
+    return False
+
+
+def usable(root: Path) -> None:
+    """Refuse a cache folder that holds something else (a mistyped ``HEADAUDIT_CACHE_DIR``
+    pointing at a project must not get a ``.gitignore`` of ``*``): it must be new, empty,
+    or a headaudit cache."""
+    if not root.exists() or (root.is_dir() and (_ours(root) or not any(root.iterdir()))):
+        return
+    from headaudit.errors import ConfigError
+
+    raise ConfigError(
+        f"the cache folder {root} exists and is not a headaudit cache (no CACHEDIR.TAG of headaudit's); "
+        f"point {CACHE_DIR_ENV} at a new or empty folder, or pass --no-cache"
+    )
+
+
 def entries(root: Path) -> tuple[int, int]:
     """``(entries, bytes)`` under a cache folder (zeros when there is none)."""
     count = size = 0
@@ -281,8 +303,7 @@ def clear(root: Path) -> bool:
     never deletes anything else."""
     if not root.exists():
         return False
-    tag = root / "CACHEDIR.TAG"
-    if not (root.is_dir() and tag.is_file() and "headaudit" in tag.read_text(encoding="utf-8", errors="replace")):
+    if not (root.is_dir() and _ours(root)):
         from headaudit.errors import ConfigError
 
         raise ConfigError(f"{root} is not a headaudit cache (it has no CACHEDIR.TAG of headaudit's); remove it by hand")

@@ -467,11 +467,13 @@ def prepare(args: argparse.Namespace, checks: Sequence[Check[Any]]) -> Prepared:
 
 def _cache(args: argparse.Namespace) -> ResultCache | None:
     """The result cache of this run, or None with ``--no-cache`` or ``HEADAUDIT_NO_CACHE=1``."""
-    from headaudit.cache import NO_CACHE_ENV, ResultCache, cache_root
+    from headaudit.cache import NO_CACHE_ENV, ResultCache, cache_root, usable
 
     if getattr(args, "no_cache", False) or os.environ.get(NO_CACHE_ENV, "") not in ("", "0"):
         return None
-    return ResultCache(cache_root())
+    root = cache_root()
+    usable(root)
+    return ResultCache(root)
 
 
 def _cache_line(cache: ResultCache | None) -> None:

@@ -228,7 +228,7 @@ def test_the_folder_is_ignored_by_git_and_cache_clear_removes_it(
     assert (code, out) == (0, f"no cache at {cache_dir}; nothing to remove\n")
 
 
-def test_cache_clear_refuses_a_folder_that_is_not_a_cache(
+def test_a_folder_that_is_not_a_cache_is_neither_used_nor_cleared(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     monkeypatch.setenv("HEADAUDIT_CACHE_DIR", str(tmp_path))
@@ -237,6 +237,12 @@ def test_cache_clear_refuses_a_folder_that_is_not_a_cache(
     assert code == 2
     assert "is not a headaudit cache" in err
     assert (tmp_path / "mine.txt").is_file()
+    monkeypatch.delenv("HEADAUDIT_NO_CACHE", raising=False)
+    code, out, err = _run(capsys, "report", "--no-bench", "--only", "ema.standard")
+    assert code == 2
+    assert out == ""
+    assert "exists and is not a headaudit cache" in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["mine.txt"]  # no .gitignore of `*` over someone's files
 
 
 def test_no_cache_reads_and_writes_nothing(cache_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
