@@ -1,4 +1,4 @@
-"""Command line: ``headaudit report``, ``check``, ``mutate``, ``bench`` and ``list``. It only wires the parts.
+"""Command line: ``headaudit report``, ``check``, ``mutate``, ``bench``, ``cache``, ``list``. It only wires the parts.
 
 Exit codes: 0 when the report was written and no check errored; 1 when some check could
 not run (``error`` verdicts; the report is still written), when ``check`` found a
@@ -24,6 +24,7 @@ from headaudit.errors import ConfigError, HeadAuditError
 
 if TYPE_CHECKING:
     from headaudit.bench.results import BenchResult
+    from headaudit.cache import ResultCache
     from headaudit.config import ProjectConfig
     from headaudit.hosts import HostSet
     from headaudit.model import Report
@@ -73,6 +74,13 @@ exit codes:
 environment:
   HYPOTHESIS_PROFILE  ci (default: seeded, the budgets the detection rates were
                       validated at), dev (half the examples), thorough (eight times)
+  HEADAUDIT_CACHE_DIR the result cache folder (default: .headaudit_cache beside the
+                      nearest pyproject.toml); HEADAUDIT_NO_CACHE=1 acts as --no-cache
+
+cache:
+  report, check and mutate keep results in .headaudit_cache and reuse one while nothing
+  in its key changed (headaudit's sources, torch, seed, profile, maps, timeout, and every
+  file of yours the subject, host or wrapper loaded); `headaudit cache clear` removes it.
 """
 
 
@@ -127,7 +135,7 @@ def _parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"headaudit {__version__}")
-    sub = parser.add_subparsers(dest="command", metavar="{report,check,mutate,bench,list}", parser_class=_Parser)
+    sub = parser.add_subparsers(dest="command", metavar="{report,check,mutate,bench,cache,list}", parser_class=_Parser)
 
     report = sub.add_parser(
         "report",
@@ -164,6 +172,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     # The score used to be measured by every full report; it is opt-in now, and the old flag stays accepted.
     report.add_argument("--no-mutation", action="store_true", help=argparse.SUPPRESS)
+    report.add_argument("--no-cache", action="store_true", help=_NO_CACHE_HELP)
     report.add_argument("--plots", metavar="DIR", help=_PLOTS_HELP)
     report.add_argument(
         "--sarif", metavar="FILE", help="also write the located findings as SARIF 2.1.0 to FILE (code scanning)"
@@ -208,7 +217,12 @@ def _parser() -> argparse.ArgumentParser:
     mutate.add_argument("--jobs", type=_jobs, default=None, metavar="N", help=_JOBS_HELP)
     mutate.add_argument("--json", metavar="FILE", help="also write the score as JSON to FILE")
     mutate.add_argument("--only", metavar="ID[,ID]", help="only these mutant and rewrite ids (default: all)")
+    mutate.add_argument("--no-cache", action="store_true", help="do not keep the score in the cache")
     mutate.add_argument("--debug", action="store_true", help="show tracebacks")
+
+    cache = sub.add_parser("cache", help="show or remove the result cache (.headaudit_cache)")
+    cache.add_argument("action", choices=("info", "clear"), help="info: folder, entries, size; clear: remove it")
+    cache.add_argument("--debug", action="store_true", help=argparse.SUPPRESS)
 
     listing = sub.add_parser("list", help="print the check catalogue")
     listing.add_argument("--lang", choices=("en", "zh"), default=None)
@@ -251,12 +265,17 @@ def _add_check_parser(sub: Any) -> None:
     )
     check.add_argument("--jobs", type=_jobs, default=None, metavar="N", help=_JOBS_HELP)
     check.add_argument("--accept-mismatch", metavar="WHY", help=_ACCEPT_HELP)
+    check.add_argument("--no-cache", action="store_true", help=_NO_CACHE_HELP)
     check.add_argument("--debug", action="store_true", help="show tracebacks")
 
 
 _ACCEPT_HELP = (
     "compare even though this run's seed or Hypothesis profile differs from the recording's (it exits 2 "
     "otherwise); WHY is printed with the comparison, e.g. --accept-mismatch 'nightly: seed sweep'"
+)
+
+_NO_CACHE_HELP = (
+    "measure every result now: neither read nor write .headaudit_cache (HEADAUDIT_NO_CACHE=1 does the same)"
 )
 
 _PROFILES = ("ci", "dev", "thorough")
@@ -325,6 +344,23 @@ def _cmd_list(args: argparse.Namespace) -> int:
 
     for check in REGISTRY:
         print(f"{check.id:24} [{check.catalogue}] {check.severity:6} {render(Msg(check.id + '.title'), args.lang)}")
+    return 0
+
+
+def _cmd_cache(args: argparse.Namespace) -> int:
+    """``headaudit cache info`` (folder, entries, size) and ``headaudit cache clear``."""
+    from headaudit.cache import cache_root, clear, entries
+
+    root = cache_root()
+    count, size = entries(root)
+    if args.action == "info":
+        state = f"{count} entries, {size / 1024:.1f} KiB" if root.is_dir() else "not created yet"
+        print(f"{root}: {state}")
+        return 0
+    if clear(root):
+        print(f"removed {root} ({count} entries, {size / 1024:.1f} KiB)")
+    else:
+        print(f"no cache at {root}; nothing to remove")
     return 0
 
 
@@ -458,8 +494,28 @@ def prepare(args: argparse.Namespace, checks: Sequence[Check[Any]]) -> Prepared:
     return Prepared(subjects, hosts, profile, timeout, [*chosen, *hosted, *options], args.seed)
 
 
-def _audit(args: argparse.Namespace, checks: list[Check[Any]], plots: Path | None = None) -> Report:
-    """Run ``checks`` on what ``args`` name (report and check)."""
+def _cache(args: argparse.Namespace) -> ResultCache | None:
+    """The result cache of this run, or None with ``--no-cache`` or ``HEADAUDIT_NO_CACHE=1``."""
+    from headaudit.cache import NO_CACHE_ENV, ResultCache, cache_root, usable
+
+    if getattr(args, "no_cache", False) or os.environ.get(NO_CACHE_ENV, "") not in ("", "0"):
+        return None
+    root = cache_root()
+    usable(root)
+    return ResultCache(root)
+
+
+def _cache_line(cache: ResultCache | None) -> None:
+    """The one stderr line saying how many results the cache served (the report never does)."""
+    line = None if cache is None else cache.summary()
+    if line is not None:
+        print(f"headaudit: {line}", file=sys.stderr)
+
+
+def _audit(
+    args: argparse.Namespace, checks: list[Check[Any]], plots: Path | None = None, cache: ResultCache | None = None
+) -> Report:
+    """Run ``checks`` on what ``args`` name (report and check), serving what ``cache`` holds."""
     from headaudit.runner import run_audit
 
     ready = prepare(args, checks)
@@ -475,7 +531,9 @@ def _audit(args: argparse.Namespace, checks: list[Check[Any]], plots: Path | Non
         hosts=ready.hosts,
         only={"control": "performance"},
         jobs=getattr(args, "jobs", 1),
+        cache=cache,
     )
+    _cache_line(cache)
     if any(c.group == "performance" for c in checks):
         report = _with_performance(report, ready.subjects, plots)
     return report
@@ -492,9 +550,15 @@ def _cmd_report(args: argparse.Namespace) -> int:
             raise ConfigError("--no-bench leaves none of the checks named by --only; drop one of the two")
     sarif = _sarif_target(args.sarif)
     plots = _plots_dir(args.plots)
-    report = _audit(args, checks, plots)
+    cache = _cache(args)
+    report = _audit(args, checks, plots, cache)
+    score: dict[str, Any] | None = None
     if args.mutation and not args.no_mutation:
-        report = dataclasses.replace(report, extra={**report.extra, "mutation": _mutation(args).to_dict()})
+        score = _keep_mutation(args, _mutation(args), cache).to_dict()
+    elif cache is not None:  # measured earlier on this same code, or the section says how to measure it
+        score = _cached_mutation(args, cache)
+    if score is not None:
+        report = dataclasses.replace(report, extra={**report.extra, "mutation": score})
     text = render_json(report) if args.format == "json" else render_markdown(report, args.lang)
     sys.stdout.write(text)
     sys.stdout.flush()
@@ -506,6 +570,22 @@ def _cmd_report(args: argparse.Namespace) -> int:
         except OSError as exc:
             raise ConfigError(f"cannot write --sarif {str(sarif)!r}: {exc.strerror or exc}") from None
     return 1 if any(r.verdict == "error" for r in report.results) else 0
+
+
+def _mutation_key(args: argparse.Namespace, selection: tuple[list[Mutant], list[Mutant]]) -> str:
+    from headaudit.cache import mutation_key
+    from headaudit.profiles import active_profile
+    from headaudit.runner import DEFAULT_TIMEOUT
+
+    timeout = args.timeout if args.timeout is not None else DEFAULT_TIMEOUT
+    ids = [m.id for m in (*selection[0], *selection[1])]
+    return mutation_key(args.seed, active_profile(args.profile), timeout, ids)
+
+
+def _cached_mutation(args: argparse.Namespace, cache: ResultCache) -> dict[str, Any] | None:
+    """The whole catalogue's score measured on this code, seed, profile and timeout, if the
+    cache holds one (a score measured on other code has another key and is not shown)."""
+    return cache.mutation(_mutation_key(args, _mutants(None)))
 
 
 def _mutation(args: argparse.Namespace) -> MutationScore:
@@ -524,6 +604,18 @@ def _mutation(args: argparse.Namespace) -> MutationScore:
         REGISTRY, seed=args.seed, profile=profile, timeout=timeout, mutants=mutants, equivalents=rewrites,
         progress=progress, jobs=getattr(args, "jobs", 1),
     )  # fmt: skip
+
+
+def _keep_mutation(args: argparse.Namespace, score: MutationScore, cache: ResultCache | None) -> MutationScore:
+    """Keep a score just measured in ``cache``, with the headaudit version and sources it was
+    measured with (what a default report shows beside it)."""
+    if cache is not None:
+        from headaudit.cache import source_hash
+
+        measured_with = {"version": __version__, "sources": source_hash()}
+        selection = _mutants(getattr(args, "only", None) if args.command == "mutate" else None)
+        cache.store_mutation(_mutation_key(args, selection), {**score.to_dict(), "measured_with": measured_with})
+    return score
 
 
 def _mutants(only: str | None) -> tuple[list[Mutant], list[Mutant]]:
@@ -545,7 +637,7 @@ def _cmd_mutate(args: argparse.Namespace) -> int:
     mutant is detected (a crash is not a detection) and no rewrite changed anything."""
     import json
 
-    score = _mutation(args)
+    score = _keep_mutation(args, _mutation(args), _cache(args))
     for m in score.mutants:
         if m.outcome == "detected":
             outcome = f"detected by {m.detected_by} ({m.before} -> {m.after})"
@@ -697,7 +789,7 @@ def _cmd_check(args: argparse.Namespace) -> int:
         raise ConfigError('headaudit check needs --expect FILE (or `expect = "audit.json"` in [tool.headaudit])')
     plan = _plan(args)
     path = Path(args.expect)
-    report = _audit(args, plan.checks)
+    report = _audit(args, plan.checks, cache=_cache(args))
     if args.update:
         # as pytest-regressions' --force-regen: the file is rewritten, and a rewrite that
         # changed what `check` compares (or created the file) exits 1, so it is noticed
@@ -809,12 +901,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = parser.parse_args(argv)
         if args.command is None:
             raise ConfigError(
-                "no command given; use `headaudit report`, `check`, `mutate`, `bench` or `list` "
+                "no command given; use `headaudit report`, `check`, `mutate`, `bench`, `cache` or `list` "
                 "(see `headaudit --help`)"
             )
         args.config = _configure(args)
         if args.command == "list":
             return _cmd_list(args)
+        if args.command == "cache":
+            return _cmd_cache(args)
         if args.command == "check":
             return _cmd_check(args)
         args.seed = 0 if args.seed is None else args.seed

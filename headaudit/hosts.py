@@ -99,6 +99,9 @@ class HostFile:
     unavailable: str | None = None
     missing_module: str | None = None
     load_output: str = ""
+    #: ``(path, sha256)`` of the user's files loading it ran (the file itself always; see
+    #: :func:`headaudit.subjects.import_file`), sorted; the result cache keys on them.
+    files: tuple[tuple[str, str], ...] = ()
 
     @property
     def runnable(self) -> bool:
@@ -161,15 +164,18 @@ def load_host(spec: str, label: str = "host", *, timeout: float | None = None, r
         raise SubjectError(f"{label} {display!r} has no class {name!r}; it defines: {', '.join(defined) or 'nothing'}")
     module: ModuleType | None = None
     unavailable = missing = None
+    seen: dict[Path, str] = {}
     try:
         with captured() as output, time_limit(timeout):
             try:
-                module = import_file(path)
+                module = import_file(path, seen)
             except (Exception, SystemExit) as exc:
                 unavailable = describe_exception(exc)
                 missing = exc.name if isinstance(exc, ModuleNotFoundError) else None
     except CheckTimeout as exc:
         unavailable = f"importing it {exc}"
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    seen[path.resolve()] = digest  # its source is read even when the import fails
     cls = getattr(module, name, None) if module is not None else None
     if module is not None and not isinstance(cls, type):
         unavailable = f"importing it gave no class {name!r}"
@@ -178,7 +184,7 @@ def load_host(spec: str, label: str = "host", *, timeout: float | None = None, r
         spec=spec,
         path=path,
         display=display,
-        sha256=hashlib.sha256(path.read_bytes()).hexdigest(),
+        sha256=digest,
         source=source,
         class_name=name,
         module=module,
@@ -186,6 +192,7 @@ def load_host(spec: str, label: str = "host", *, timeout: float | None = None, r
         unavailable=unavailable,
         missing_module=missing,
         load_output=output.combined(),
+        files=tuple(sorted((str(p), h) for p, h in seen.items())),
     )
 
 

@@ -68,6 +68,7 @@ from headaudit.subjects import Subject
 from headaudit.working import not_working
 
 if TYPE_CHECKING:
+    from headaudit.cache import ResultCache
     from headaudit.hosts import HostSet
     from headaudit.parallel import Ended
 
@@ -536,16 +537,19 @@ def run_audit(
     hosts: HostSet | None = None,
     only: Mapping[str, str] | None = None,
     jobs: int = 1,
+    cache: ResultCache | None = None,
 ) -> Report:
     """Run ``checks`` on every subject (role -> subject), in registry order; never raises for a check.
 
     ``hosts`` are the host files of the host checks (None: the bundled ones); the report
     lists them under ``extra["hosts"]``. ``only`` maps a role to the one check group it
     runs (the positive control: ``{"control": "performance"}``); other roles run every check.
-    ``jobs`` is how many worker processes run the pairs (:func:`run_pairs`); the report
-    does not depend on it.
+    ``jobs`` is how many worker processes run the pairs (:func:`run_pairs`); ``cache``
+    serves the pairs whose key it holds and keeps the others' results
+    (:mod:`headaudit.cache`). The report depends on neither.
     """
     only = only or {}
+    from headaudit.cache import result_key
     from headaudit.hosts import default_hosts
 
     hosts = hosts or default_hosts()
@@ -555,7 +559,23 @@ def run_audit(
         for role, subject in subjects.items()
         if only.get(role, check.group) == check.group
     ]
-    results = run_pairs(pairs, seed=seed, profile=profile, timeout=timeout, hosts=hosts, progress=progress, jobs=jobs)
+    # the cache is asked and filled here, in the parent: workers only measure
+    keys: list[str | None] = [
+        None if cache is None else result_key(p.check, p.subject, seed, profile, timeout, hosts) for p in pairs
+    ]
+    found: list[Result | None] = [
+        None if cache is None or key is None else cache.lookup(key, p.role) for p, key in zip(pairs, keys, strict=True)
+    ]
+    todo = [i for i, hit in enumerate(found) if hit is None]
+    measured = run_pairs(
+        [pairs[i] for i in todo], seed=seed, profile=profile, timeout=timeout, hosts=hosts, progress=progress, jobs=jobs
+    )
+    for i, result in zip(todo, measured, strict=True):
+        found[i] = result
+        key = keys[i]
+        if cache is not None and key is not None:
+            cache.store(key, result)
+    results = [r for r in found if r is not None]
     maps = next(iter(subjects.values())).names.entries if subjects else ()
     return Report(
         subjects=tuple(s.info(role, only.get(role)) for role, s in subjects.items()),

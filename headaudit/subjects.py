@@ -14,7 +14,12 @@ A file is loaded the way Python would run it from its project:
   candidate with same-named siblings never see each other's;
 - no ``__pycache__`` is written next to the user's file;
 - whatever it prints is captured, never mixed into the report's stream;
-- it runs under the time budget, and ``SystemExit`` is an error like any other.
+- it runs under the time budget, and ``SystemExit`` is an error like any other;
+- the user's files it loaded are recorded (:attr:`Subject.files`, path and sha256): the
+  file itself, every module imported from its folder or package, and every other module
+  loaded from outside Python's own and the installed packages' folders. The result cache
+  (:mod:`headaudit.cache`) keys on them, so editing a sibling the head imports invalidates
+  its results.
 
 Loading also builds one small head (the probe), trying a few sizes, so a constructor that
 always raises is reported up front as a :class:`SubjectError` (exit 2). Subjects carry no
@@ -24,11 +29,14 @@ role: which slot a file sits in is the runner's business, never a check's.
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import importlib
 import importlib.util
 import os
+import site
 import sys
+import sysconfig
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from importlib import resources
@@ -83,6 +91,8 @@ class Subject:
     sizes: tuple[int, int, int, int]
     names: NameMap = field(default_factory=NameMap)
     load_output: str = ""
+    #: ``(path, sha256)`` of every file of the user's that loading it ran, sorted (see the module docstring).
+    files: tuple[tuple[str, str], ...] = ()
 
     def info(self, role: str, only: str | None = None) -> SubjectInfo:
         return SubjectInfo(role, self.display, self.sha256, self.head_cls.__name__, self.load_output, only)
@@ -161,9 +171,50 @@ def _local_names(root: Path) -> set[str]:
     return names
 
 
+@functools.cache
+def _installed_roots() -> tuple[Path, ...]:
+    """Folders whose modules are not the user's: Python's own library, the installed
+    packages, and headaudit itself (its sources are in every cache key already)."""
+    paths = sysconfig.get_paths()
+    found = [paths[k] for k in ("stdlib", "platstdlib", "purelib", "platlib") if k in paths]
+    with contextlib.suppress(AttributeError):  # virtualenv's old site.py lacks them
+        found += [*site.getsitepackages(), site.getusersitepackages()]
+    found += [str(Path(__file__).resolve().parent), str(_reference_dir())]
+    roots = []
+    for folder in found:
+        with contextlib.suppress(OSError):
+            roots.append(Path(folder).resolve())
+    return tuple(roots)
+
+
+def user_files(modules: Iterable[ModuleType], seen: dict[Path, str]) -> None:
+    """Add the source files (path -> sha256 of the bytes) of ``modules`` that are the user's.
+
+    A module is the user's when its file lies outside :func:`_installed_roots`: the
+    subject's siblings, its package, and anything else on ``sys.path`` that is not an
+    installed package (a project's own ``src/`` or an editable install).
+    """
+    roots = _installed_roots()
+    for module in modules:
+        where = getattr(module, "__file__", None)
+        if not isinstance(where, str) or not where:
+            continue
+        path = Path(where)
+        if path.suffix not in (".py", ".pyw") or not path.is_file():
+            continue
+        path = path.resolve()
+        if path in seen or any(path.is_relative_to(root) for root in roots):
+            continue
+        with contextlib.suppress(OSError):
+            seen[path] = hashlib.sha256(path.read_bytes()).hexdigest()
+
+
 @contextlib.contextmanager
-def _isolated_import(search_dir: Path, root: Path) -> Iterator[None]:
-    """Make ``search_dir`` importable for a block, then restore ``sys.path``/``sys.modules``."""
+def _isolated_import(search_dir: Path, root: Path, seen: dict[Path, str] | None = None) -> Iterator[None]:
+    """Make ``search_dir`` importable for a block, then restore ``sys.path``/``sys.modules``.
+
+    ``seen`` receives the user's files loaded by then (:func:`user_files`), read before the
+    folder's modules are forgotten."""
     saved_path = list(sys.path)
     saved_bytecode = sys.dont_write_bytecode
     before = set(sys.modules)
@@ -181,6 +232,8 @@ def _isolated_import(search_dir: Path, root: Path) -> Iterator[None]:
     try:
         yield
     finally:
+        if seen is not None:
+            user_files(list(sys.modules.values()), seen)
         sys.path[:] = saved_path
         sys.dont_write_bytecode = saved_bytecode
         for name in set(sys.modules) - before:
@@ -190,12 +243,17 @@ def _isolated_import(search_dir: Path, root: Path) -> Iterator[None]:
         sys.modules.update(shadowed)
 
 
-def import_file(path: Path) -> ModuleType:
-    """Import a source file as described in the module docstring (its folder importable, no trace left)."""
+def import_file(path: Path, seen: dict[Path, str] | None = None) -> ModuleType:
+    """Import a source file as described in the module docstring (its folder importable, no trace left).
+
+    ``seen`` (path -> sha256) receives the user's files the import loaded, ``path`` included.
+    """
+    if seen is not None:
+        seen[path.resolve()] = hashlib.sha256(path.read_bytes()).hexdigest()
     package = _package_root(path.parent)
     if package is not None:
         dotted = ".".join([*path.parent.relative_to(package.parent).parts, path.stem])
-        with _isolated_import(package.parent, package):
+        with _isolated_import(package.parent, package, seen):
             return importlib.import_module(dotted)
     digest = hashlib.sha256(str(path).encode()).hexdigest()[:16]
     name = f"headaudit_subject_{path.stem}_{digest}"
@@ -203,7 +261,7 @@ def import_file(path: Path) -> ModuleType:
     if spec is None or spec.loader is None:
         raise SubjectError(f"cannot import {display_path(path)!r}: not a Python source file")
     module = importlib.util.module_from_spec(spec)
-    with _isolated_import(path.parent, path.parent):
+    with _isolated_import(path.parent, path.parent, seen):
         sys.modules[name] = module
         spec.loader.exec_module(module)
     return module
@@ -224,11 +282,11 @@ def locate_file(target: str, label: str) -> Path | None:
     return None
 
 
-def _load_module(target: str, label: str) -> tuple[Path, ModuleType]:
+def _load_module(target: str, label: str, seen: dict[Path, str]) -> tuple[Path, ModuleType]:
     path = locate_file(target, label)
     if path is not None:
         try:
-            return path, import_file(path)
+            return path, import_file(path, seen)
         except SubjectError:
             raise
         except (Exception, SystemExit) as exc:
@@ -243,6 +301,7 @@ def _load_module(target: str, label: str) -> tuple[Path, ModuleType]:
     file = getattr(module, "__file__", None)
     if not file:
         raise SubjectError(f"{label} module {target!r} has no source file to audit")
+    user_files(list(sys.modules.values()), seen)
     return Path(file).resolve(), module
 
 
@@ -319,9 +378,10 @@ def load_subject(
     """
     names = names or NameMap()
     target, wanted = split_spec(spec)
+    seen: dict[Path, str] = {}
     try:
         with captured() as output, time_limit(timeout):
-            path, module = _load_module(target, label)
+            path, module = _load_module(target, label, seen)
             cls = _head_class(module, path, wanted, label)
             try:
                 probe, sizes = _probe(cls, names)
@@ -330,7 +390,7 @@ def load_subject(
             _require_family(probe, cls, names, f"{label} class {cls.__name__!r} from {display_path(path)!r}")
     except CheckTimeout as exc:
         raise SubjectError(f"loading {label} {spec!r} {exc} (raise --timeout if it is just slow)") from None
-    return _subject(spec, path, module, cls, (probe, sizes), names, output.combined())
+    return _subject(spec, path, module, cls, (probe, sizes), names, output.combined(), seen)
 
 
 def _subject(
@@ -341,11 +401,16 @@ def _subject(
     probed: tuple[Any, tuple[int, int, int, int]],
     names: NameMap,
     load_output: str,
+    seen: dict[Path, str] | None = None,
 ) -> Subject:
     """The :class:`Subject` record of a loaded file (the sha256 of its bytes, zeros without one)."""
     digest = hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else "0" * 64
+    files = dict(seen or {})
+    if path.is_file():
+        files[path.resolve()] = digest
     probe, sizes = probed
-    return Subject(spec, path, display_path(path), digest, module, cls, probe, sizes, names, load_output)
+    recorded = tuple(sorted((str(p), h) for p, h in files.items()))
+    return Subject(spec, path, display_path(path), digest, module, cls, probe, sizes, names, load_output, recorded)
 
 
 def make_subject(

@@ -6,6 +6,7 @@ the role-swap tests compare a whole audit with the two references exchanged.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from pathlib import Path
 
@@ -17,6 +18,11 @@ from headaudit.names import NameMap
 from headaudit.profiles import active_profile, register_profiles
 from headaudit.runner import run_audit, run_check
 from headaudit.subjects import Subject, default_specs, load_subject
+
+# No test reads or writes a result cache unless it asks for one (tests/test_cache.py does,
+# in a folder of its own): a cached result from another test or an earlier run would hide
+# what the code under test measures now. Subprocesses inherit it.
+os.environ["HEADAUDIT_NO_CACHE"] = "1"
 
 register_profiles()
 from hypothesis import settings  # noqa: E402  (profiles must be registered first)

@@ -109,6 +109,7 @@ def _reproducibility(report: Report, lang: str) -> list[str]:
         f"- {_t('maps', lang, maps=maps) if maps else _t('no_maps', lang)}",
         f"- {_detection(report, lang)}",
         f"- {_t('command', lang)}: {_command(report, None)}",
+        f"- {_t('cache', lang)}",
     ]
     for s in report.subjects:
         lines.append(f"- {_role(s.role, lang)}: `{s.path}` sha256 `{s.sha256}`")

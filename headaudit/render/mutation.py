@@ -1,6 +1,8 @@
 """The mutation score in the reproducibility section: a pure function of the report.
 
-Shows what :mod:`headaudit.mutation.score` measured in this run (``extra["mutation"]``):
+Shows what :mod:`headaudit.mutation.score` measured (``extra["mutation"]``), in this run
+or, for a default report, in an earlier one on the same code read from the result cache
+(:mod:`headaudit.cache`; ``measured_with`` names the headaudit version and sources hash):
 how many single-change mutants some check *detected* (a regression measured by a check
 that ran), which check detected each and how its verdict changed; the mutants that only
 *crashed* (checks moved to ``error``: the mutated head raised, a check could not run, or
@@ -40,10 +42,16 @@ def render_mutation(report: Report, lang: str) -> list[str]:
     files = ", ".join(f"`{f}`" for f in dict.fromkeys(str(r.get("file", "")) for r in rewrites)) or "-"
     keys = ("detected", "crashed", "survived", "total", "file", "seed")
     score = {k: data[k] for k in keys} | {"sha": str(data["sha256"])[:16]}
+    was = data.get("measured_with")
+    if isinstance(was, Mapping):  # read from the cache: measured by an earlier run on this same code
+        sources = str(was.get("sources", ""))[:16]
+        sentence = _t("mutation.score_cached", lang, **score, version=was.get("version", "?"), sources=sources)
+    else:
+        sentence = _t("mutation.score", lang, **score)
     lines = [
         f"### {_t('mutation.title', lang)}",
         "",
-        _t("mutation.score", lang, **score),
+        sentence,
         "",
         _t("mutation.rewrites", lang, count=len(rewrites), files=files, alarms=len(alarms))
         + ("" if not alarms else " " + "; ".join(alarms)),
