@@ -13,10 +13,13 @@ after the runs, once per compared subject, with the reference it was compared wi
 its measurement.
 
 - ``train.eval-batch``: the balanced accuracy of one trained model at each evaluation batch
-  size (1, 16, the whole test split); it fails when the mean spread (largest minus smallest,
-  per seed) exceeds the half-width of the seed-to-seed 95 % interval of the balanced
-  accuracy; a spread of exactly 0 on every seed passes; a spread within the interval is
-  ``warn`` (coupling present, its cost not resolved at this many seeds).
+  size (1, 16, the whole test split); the spread is the largest minus the smallest, per seed.
+  The same model on the same samples can only move through the batch, so a head whose
+  prediction of a sample is its own has a spread of exactly 0 (``pass``). It fails when the
+  spread's seed-to-seed 95 % interval lies above 0 (its mean exceeds the interval's
+  half-width: the cost is systematic, not one seed's luck); a spread whose interval still
+  includes 0 is ``warn`` (coupling present, its cost not resolved at this many seeds). The
+  balanced accuracy's own seed-to-seed interval is stated beside it, for scale.
 - ``train.cluster-weight``: on the training batches (their labels, every seed), the factor
   by which the subject's own cluster term shrinks because classes are absent: its value
   under the head of every class over its value under a head of the classes present (same
@@ -116,7 +119,7 @@ def judge_eval_batch(m: EvalBatchMeasurement) -> Finding:
     if m.seed_interval.half_width is None or m.spread.half_width is None:
         return Finding("warn", Msg("train.eval-batch.one_seed", base))
     params = {**base, "spread_hw": m.spread.half_width, "noise": m.seed_interval.half_width}
-    if m.spread.mean > m.seed_interval.half_width:
+    if m.spread.mean > m.spread.half_width:
         return Finding("fail", Msg("train.eval-batch.fail", params))
     return Finding("warn", Msg("train.eval-batch.within", params))
 

@@ -125,6 +125,7 @@ def with_training(
 
 def cmd_train(args: argparse.Namespace, subjects: Mapping[str, Subject], profile: Profile) -> int:
     """Train, print the section (Markdown, ``--lang``) with seconds per step; ``--json FILE`` too."""
+    from headaudit.messages import Msg, render
     from headaudit.render.training import render_training
 
     target = None if args.json is None else Path(args.json)
@@ -136,11 +137,12 @@ def cmd_train(args: argparse.Namespace, subjects: Mapping[str, Subject], profile
     plots = _plots(session, Path(args.plots) if args.plots else None)
     lines = render_training(section, results, args.lang, plots=plots)
     timing = ", ".join(
-        f"{role} {entry['seconds_per_step']['mean'] * 1000:.1f} ms"
-        for role, entry in section["heads"].items()
-        if entry.get("seconds_per_step")
-    )
-    lines += [f"seconds per training step (wall clock, this machine): {timing}", ""]
+        render(Msg("train.section.step_time", {"role": role, "wall": e["seconds_per_step"]["mean"] * 1000,
+                                               "cpu": e["cpu_seconds_per_step"]["mean"] * 1000}), args.lang)
+        for role, e in section["heads"].items()
+        if e.get("seconds_per_step")
+    )  # fmt: skip
+    lines += [render(Msg("train.section.timing", {"timing": timing}), args.lang), ""]
     sys.stdout.write("\n".join(lines))
     sys.stdout.flush()
     if target is not None:

@@ -162,9 +162,12 @@ class TrainSession:
         steps = [len(np.unique(self.data.train_y[idx])) < self.data.num_classes for plan in plans for idx in plan]
         return float(np.mean(steps)) if steps else 0.0
 
-    def seconds_per_step(self, role: str) -> Interval | None:
+    def seconds_per_step(self, role: str, cpu: bool = False) -> Interval | None:
+        """Wall-clock (or this process's CPU) seconds per training step, over seeds."""
         runs = [r for r in self.of(role) if r.status == "ok"]
-        return interval([r.seconds_per_step for r in runs]) if runs else None
+        if not runs:
+            return None
+        return interval([r.cpu_seconds_per_step if cpu else r.seconds_per_step for r in runs])
 
     # --- verdicts and the section ---------------------------------------------------------
 
@@ -202,8 +205,9 @@ class TrainSession:
             if failed is not None:
                 entry["not_measured"] = {"verdict": failed.verdict, "message": freeze_msg(failed.message).to_dict()}
             if timings:
-                secs = self.seconds_per_step(spec.role)
+                secs, cpu = self.seconds_per_step(spec.role), self.seconds_per_step(spec.role, cpu=True)
                 entry["seconds_per_step"] = secs.to_dict() if secs else None
+                entry["cpu_seconds_per_step"] = cpu.to_dict() if cpu else None
             heads[spec.role] = entry
         pairs: dict[str, Any] = {}
         roles = [h.role for h in self.heads]
