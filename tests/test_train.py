@@ -6,6 +6,7 @@ the quick mode's figures are the README's, measured by `headaudit train`.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 from pathlib import Path
@@ -114,10 +115,9 @@ def test_digits_are_long_tailed_with_a_balanced_test_split() -> None:
     data = digits_data(0)
     assert data.test_counts == (30,) * 7
     assert data.train_counts[0] / data.train_counts[-1] == pytest.approx(49, abs=1)  # 147 / 3 after rounding
-    assert digits_data(0, 1.0).train_counts == (data.train_counts[0],) * 7
-    again = digits_data(0)
-    assert np.array_equal(again.train_y, data.train_y)
-    assert np.array_equal(again.test_x, data.test_x)
+    balanced = digits_data(0, 1.0)
+    assert balanced.train_counts == (data.train_counts[0],) * 7
+    assert np.array_equal(balanced.test_x, data.test_x)  # the test split is drawn first, the same
 
 
 def _npz(tmp_path: Path, **arrays: np.ndarray) -> Path:
@@ -129,7 +129,8 @@ def _npz(tmp_path: Path, **arrays: np.ndarray) -> Path:
 def _features(n_per_class: int = 6, classes: int = 3, dim: int = 8) -> dict[str, np.ndarray]:
     rng = np.random.default_rng(0)
     labels = np.repeat(np.arange(classes), n_per_class)
-    patches = rng.standard_normal((len(labels), 5, dim)).astype(np.float32) + labels[:, None, None]
+    patches = rng.standard_normal((len(labels), 5, dim)).astype(np.float32)
+    patches[np.arange(len(labels)), :, labels] += 3.0  # each class along its own direction (LayerNorm keeps it)
     return {"patches": patches, "labels": labels}
 
 
@@ -178,8 +179,6 @@ def test_malformed_npz_exits_2_with_one_line(tmp_path: Path) -> None:
     assert out.returncode == 2
     assert out.stderr.strip().count("\n") == 0
     assert "array 'patches' is missing" in out.stderr
-    missing = headaudit("train", "--data", str(tmp_path / "absent.npz"))
-    assert (missing.returncode, "no such file" in missing.stderr) == (2, True)
 
 
 # --- a tiny run end to end, both slots ---------------------------------------------------------
@@ -189,8 +188,10 @@ def _load(cls: str, role: str) -> Subject:
     return load_subject(f"{COUPLING}:{cls}", role)
 
 
-def _session(subjects: dict[str, Subject], data: TrainData, workers: int = 1) -> TrainSession:
-    return run_session(subjects, data, TINY, active_profile(None), workers=workers)
+def _session(
+    subjects: dict[str, Subject], data: TrainData, workers: int = 1, config: TrainConfig = TINY
+) -> TrainSession:
+    return run_session(subjects, data, config, active_profile(None), workers=workers)
 
 
 def _verdicts(results: tuple[Result, ...]) -> dict[tuple[str, str], str]:
@@ -198,10 +199,15 @@ def _verdicts(results: tuple[Result, ...]) -> dict[tuple[str, str], str]:
 
 
 def test_tiny_run_in_both_slots(tmp_path: Path) -> None:
-    data = load_npz(_npz(tmp_path, **_features(n_per_class=8)), 0)
+    data = load_npz(_npz(tmp_path, **_features(n_per_class=12)), 0)
     coupled, plain = "BatchCentred", "PerSample"
-    first = _session({"baseline": _load(plain, "baseline"), "candidate": _load(coupled, "candidate")}, data)
-    swapped = _session({"baseline": _load(coupled, "baseline"), "candidate": _load(plain, "candidate")}, data)
+    # three seeds of 20 steps: with two seeds, t(0.975, 1) = 12.7 leaves almost any spread's
+    # interval around 0; 20 steps train the per-sample model well enough that the centred
+    # head's spread (chance at a batch of one, near the per-sample accuracy on the whole split)
+    # repeats from seed to seed
+    three = dataclasses.replace(TINY, seeds=3, steps=20)
+    first = _session({"baseline": _load(plain, "baseline"), "candidate": _load(coupled, "candidate")}, data, 1, three)
+    swapped = _session({"baseline": _load(coupled, "baseline"), "candidate": _load(plain, "candidate")}, data, 1, three)
     a = _verdicts(first.results(["baseline", "candidate"]))
     b = _verdicts(swapped.results(["baseline", "candidate"]))
     # the batch-centred head fails, the per-sample one passes, in either slot
@@ -255,15 +261,16 @@ def test_same_seed_same_json_whatever_the_workers(tmp_path: Path) -> None:
     assert serial == forked
 
 
-def test_the_default_report_does_not_train_and_report_train_adds_the_section() -> None:
-    pytest.importorskip("sklearn")
-    plain = headaudit("report", "--no-bench", "--only", "static.data-writes", "--format", "json")
-    assert plain.returncode == 0, plain.stderr
-    assert "training" not in json.loads(plain.stdout)["extra"]
-    out = headaudit(
-        "report", "--no-bench", "--only", "static.data-writes", "--train", "--seeds", "2", "--steps", "2",
-        "--lang", "zh",
-    )  # fmt: skip
-    assert out.returncode == 0, out.stderr
-    assert "## 缺陷在训练中的代价" in out.stdout
-    assert "`train.eval-batch`" in out.stdout
+def test_the_default_report_does_not_train_and_report_train_adds_the_section(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    from headaudit.cli import main
+
+    base = ["report", "--no-bench", "--only", "static.data-writes", "--format", "json"]
+    assert main(base) == 0
+    assert "training" not in json.loads(capsys.readouterr().out)["extra"]
+    data = str(_npz(tmp_path, **_features()))
+    assert main([*base[:-2], "--train", "--data", data, "--seeds", "2", "--steps", "2", "--lang", "zh"]) == 0
+    out = capsys.readouterr().out
+    assert "## 缺陷在训练中的代价" in out
+    assert "`train.eval-batch`" in out
