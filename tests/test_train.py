@@ -256,21 +256,46 @@ def test_a_subject_that_raises_is_error_not_a_number(tmp_path: Path) -> None:
 def test_same_seed_same_json_whatever_the_workers(tmp_path: Path) -> None:
     data = load_npz(_npz(tmp_path, **_features()), 0)
     subjects = {"baseline": _load("PerSample", "baseline"), "candidate": _load("BatchCentred", "candidate")}
-    serial = json.dumps(_session(subjects, data).section(), sort_keys=True)
+    session = _session(subjects, data)
+    serial = json.dumps(session.section(), sort_keys=True)
     forked = json.dumps(_session(subjects, data, workers=2).section(), sort_keys=True)
     assert serial == forked
+    pytest.importorskip("matplotlib")
+    from headaudit.train.plots import write_loss_plot
+
+    assert write_loss_plot(session, tmp_path / "charts").read_bytes()[:4] == b"\x89PNG"
 
 
 def test_the_default_report_does_not_train_and_report_train_adds_the_section(
     capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
     from headaudit.cli import main
+    from headaudit.render.json import parse_json
+    from headaudit.render.markdown import render_markdown
+    from headaudit.render.training import training_advice
 
     base = ["report", "--no-bench", "--only", "static.data-writes", "--format", "json"]
     assert main(base) == 0
     assert "training" not in json.loads(capsys.readouterr().out)["extra"]
     data = str(_npz(tmp_path, **_features()))
-    assert main([*base[:-2], "--train", "--data", data, "--seeds", "2", "--steps", "2", "--lang", "zh"]) == 0
-    out = capsys.readouterr().out
+    assert main([*base, "--train", "--data", data, "--seeds", "2", "--steps", "2"]) == 0
+    report = parse_json(capsys.readouterr().out)
+    assert {r.check for r in report.results} >= {"train.eval-batch", "train.cluster-weight", "train.vs-baseline"}
+    out = render_markdown(report, "zh")
     assert "## 缺陷在训练中的代价" in out
     assert "`train.eval-batch`" in out
+    # the advice section (四) says what the recommended configuration changed, with the interval
+    advice = training_advice(report, "zh")
+    assert advice[0].startswith("原报告推荐的配置（其 4.1")
+    assert advice[0] in out
+
+
+def test_train_true_in_the_project_table_is_read_and_checked(tmp_path: Path) -> None:
+    from headaudit.config import find_config
+    from headaudit.errors import ConfigError
+
+    (tmp_path / "pyproject.toml").write_text("[tool.headaudit]\ntrain = true\n", encoding="utf-8")
+    assert find_config(tmp_path).get("train") is True
+    (tmp_path / "pyproject.toml").write_text("[tool.headaudit]\ntrain = 1\n", encoding="utf-8")
+    with pytest.raises(ConfigError, match="train in"):
+        find_config(tmp_path)

@@ -12,7 +12,7 @@ from headaudit.messages import Msg, msg_from_dict, render
 from headaudit.model import Report, Result
 from headaudit.render._blocks import _role, _verdict
 
-__all__ = ["render_training", "training_section"]
+__all__ = ["render_training", "training_advice", "training_section"]
 
 
 def _t(key: str, lang: str, **params: Any) -> str:
@@ -46,6 +46,29 @@ def _direction(value: Mapping[str, Any], lang: str) -> Msg:
 
 def _name(role: str, lang: str) -> str:
     return _role(role, lang) if role in ("baseline", "candidate", "control") else f"`{role}`"
+
+
+def _advice(section: Mapping[str, Any], lang: str) -> list[str]:
+    """What the recommended configuration changed against the same head with it off, if trained."""
+    recommended, heads = section.get("recommended"), section["heads"]
+    if not recommended:
+        return []
+    diff = section["pairs"].get(f"{recommended[0]} - {recommended[1]}")
+    if diff is None:
+        on, off = (heads.get(role, {}).get("not_measured") for role in recommended)
+        missing = on or off
+        reason = render(msg_from_dict(missing["message"]), lang) if missing else "-"
+        return [_t("advice_none", lang, reason=reason), ""]
+    acc, rare = diff["balanced_accuracy"], diff["rare_recall"]
+    says = {"acc_says": _direction(acc, lang), "rare_says": _direction(rare, lang)}
+    params = {"acc": acc["mean"], "acc_hw": _hw(acc, lang), "rare": rare["mean"], "rare_hw": _hw(rare, lang)}
+    return [_t("advice", lang, **params, **says, seeds=acc["n"]), ""]
+
+
+def training_advice(report: Report, lang: str) -> list[str]:
+    """The advice section's paragraph on the recommended configuration, when the run trained."""
+    section = report.extra.get("training")
+    return _advice(section, lang) if isinstance(section, Mapping) else []
 
 
 def render_training(
@@ -129,30 +152,7 @@ def render_training(
                 )
             )
         lines.append("")
-    recommended = section.get("recommended")
-    if recommended:
-        diff = section["pairs"].get(f"{recommended[0]} - {recommended[1]}")
-        if diff is None:
-            on, off = (heads.get(role, {}).get("not_measured") for role in recommended)
-            missing = on or off
-            reason = render(msg_from_dict(missing["message"]), lang) if missing else "-"
-            lines += [_t("advice_none", lang, reason=reason), ""]
-        else:
-            acc, rare = diff["balanced_accuracy"], diff["rare_recall"]
-            lines += [
-                _t(
-                    "advice",
-                    lang,
-                    acc=acc["mean"],
-                    acc_hw=_hw(acc, lang),
-                    acc_says=_direction(acc, lang),
-                    rare=rare["mean"],
-                    rare_hw=_hw(rare, lang),
-                    rare_says=_direction(rare, lang),
-                    seeds=acc["n"],
-                ),
-                "",
-            ]
+    lines += _advice(section, lang)
     if results:
         lines += [_t("verdicts", lang), ""]
         for r in results:
