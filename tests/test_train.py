@@ -9,6 +9,8 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -32,10 +34,15 @@ from headaudit.train.session import TrainSession, _cluster_measurement, run_sess
 from headaudit.train.stats import Interval, interval, paired, t_quantile
 
 from .conftest import SUBJECTS_DIR
-from .test_cli import headaudit
 
 TINY = TrainConfig(seeds=2, steps=4, batch=16, width=8)
 COUPLING = SUBJECTS_DIR / "train_coupling.py"
+
+
+def headaudit(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "headaudit", *args], capture_output=True, text=True, check=False, timeout=300
+    )
 
 
 def _iv(mean: float, hw: float | None, n: int = 5) -> Interval:

@@ -132,7 +132,7 @@ def cmd_train(args: argparse.Namespace, subjects: Mapping[str, Subject], profile
     if target is not None and (target.is_dir() or not target.parent.is_dir()):
         raise ConfigError(f"--json {args.json!r} is not a file in an existing folder; name a file such as train.json")
     session = train_session(args, subjects, profile)
-    section = session.section(timings=True)
+    section = session.section(timings=True, curves=True)
     results = session.results(list(subjects))
     plots = _plots(session, Path(args.plots) if args.plots else None)
     lines = render_training(section, results, args.lang, plots=plots)

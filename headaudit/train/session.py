@@ -188,12 +188,16 @@ class TrainSession:
                 )
         return tuple(out)
 
+    def _losses(self) -> dict[str, list[list[float]]]:
+        return {h.role: [list(r.losses) for r in self.of(h.role) if r.status == "ok"] for h in self.heads}
+
     @staticmethod
     def check_infos() -> tuple[CheckInfo, ...]:
         return tuple(CheckInfo(c.id, c.catalogue, c.severity, c.needs, (), False, c.group) for c in TRAIN_CHECKS)
 
-    def section(self, timings: bool = False) -> dict[str, Any]:
-        """The JSON of the training section (``timings``: add seconds per step, never byte-identical)."""
+    def section(self, timings: bool = False, curves: bool = False) -> dict[str, Any]:
+        """The JSON of the training section. ``timings`` adds seconds per step (never
+        byte-identical, so never in the report); ``curves`` the training loss of every step."""
         heads: dict[str, Any] = {}
         for spec in self.heads:
             entry: dict[str, Any] = {
@@ -232,9 +236,7 @@ class TrainSession:
                     "heads": heads,
                     "pairs": pairs,
                     "recommended": list(self.recommended) if self.recommended else None,
-                    "losses": {
-                        h.role: [list(r.losses) for r in self.of(h.role) if r.status == "ok"] for h in self.heads
-                    },
+                    **({"losses": self._losses()} if curves else {}),
                 }
             ),
         )
