@@ -252,6 +252,16 @@ def test_cluster_weight_on_the_training_batches(spec: str, verdict: str, role: s
     assert judge_cluster_weight(measured).verdict == verdict
 
 
+def test_a_renamed_labels_parameter_trains_through_the_map(tmp_path: Path) -> None:
+    data = load_npz(_npz(tmp_path, **_features()), 0)
+    spec = f"{SUBJECTS_DIR / 'targets_param.py'}:TargetsHead"
+    unmapped = run_one(HeadSpec("candidate", spec), data, TINY, 0)
+    assert unmapped.status == "n/a"
+    assert "labels" in unmapped.detail  # names the parameter it looked for
+    mapped = run_one(HeadSpec("candidate", spec, (("forward.labels", "forward.targets"),)), data, TINY, 0)
+    assert mapped.status == "ok", mapped.detail
+
+
 def test_a_subject_that_raises_is_error_not_a_number(tmp_path: Path) -> None:
     data = load_npz(_npz(tmp_path, **_features()), 0)
     spec = HeadSpec("candidate", f"{SUBJECTS_DIR / 'forward_raises.py'}")
