@@ -298,6 +298,10 @@ def _select(only: str | None) -> list[Check[Any]]:
     chosen: list[Check[Any]] = []
     for check_id in parts:
         check = by_id(check_id)
+        if check is None and check_id.startswith("train."):
+            raise ConfigError(
+                f"{check_id!r} is measured on a training session: run `headaudit train` or add --train to the report"
+            )
         if check is None:
             raise ConfigError(f"unknown check id {check_id!r} in --only; `headaudit list` shows the ids")
         if check not in chosen:

@@ -307,6 +307,13 @@ def test_the_default_report_does_not_train_and_report_train_adds_the_section(
     assert advice[0] in out
 
 
+def test_only_a_train_check_says_where_it_runs(capsys: pytest.CaptureFixture[str]) -> None:
+    from headaudit.cli import main
+
+    assert main(["report", "--only", "train.eval-batch"]) == 2
+    assert "run `headaudit train` or add --train" in capsys.readouterr().err
+
+
 def test_train_true_in_the_project_table_is_read_and_checked(tmp_path: Path) -> None:
     from headaudit.config import find_config
     from headaudit.errors import ConfigError
