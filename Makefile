@@ -12,9 +12,10 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 
 # The plots extra (matplotlib) makes the chart tests run for real; its absence is simulated there.
+# The train extra (scikit-learn) gives `headaudit train` its bundled digits.
 install: $(BIN)/python
 	$(BIN)/python -m pip install -q $(TORCH)
-	$(BIN)/python -m pip install -q -e '.[test,lint,plots]'
+	$(BIN)/python -m pip install -q -e '.[test,lint,plots,train]'
 
 report: install
 	$(BIN)/headaudit report > REPORT.md

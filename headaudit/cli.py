@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 
 from headaudit import __version__
 from headaudit.errors import ConfigError, HeadAuditError
+from headaudit.train.command import add_options as add_train_options
 
 if TYPE_CHECKING:
     from headaudit.bench.results import BenchResult
@@ -135,7 +136,8 @@ def _parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"headaudit {__version__}")
-    sub = parser.add_subparsers(dest="command", metavar="{report,check,mutate,bench,cache,list}", parser_class=_Parser)
+    commands = "{report,check,mutate,bench,train,cache,list}"
+    sub = parser.add_subparsers(dest="command", metavar=commands, parser_class=_Parser)
 
     report = sub.add_parser(
         "report",
@@ -165,6 +167,8 @@ def _parser() -> argparse.ArgumentParser:
     )
     report.add_argument("--jobs", type=_jobs, default=None, metavar="N", help=_JOBS_HELP)
     report.add_argument("--no-bench", action="store_true", help="skip the performance section")
+    report.add_argument("--train", action="store_true", help=_TRAIN_HELP)
+    add_train_options(report)
     report.add_argument(
         "--mutation",
         action="store_true",
@@ -225,9 +229,36 @@ def _parser() -> argparse.ArgumentParser:
     cache.add_argument("--debug", action="store_true", help=argparse.SUPPRESS)
 
     listing = sub.add_parser("list", help="print the check catalogue")
+    _add_train_parser(sub)
     listing.add_argument("--lang", choices=("en", "zh"), default=None)
     listing.add_argument("--debug", action="store_true", help=argparse.SUPPRESS)
     return parser
+
+
+_TRAIN_HELP = (
+    "also train the three heads on a seeded long-tailed task and add the section 'What the defects cost in "
+    "training' (minutes; or train = true in [tool.headaudit]); needs scikit-learn (the 'train' extra) unless --data"
+)
+
+
+def _add_train_parser(sub: Any) -> None:
+    train = sub.add_parser(
+        "train",
+        help="train baseline, candidate and control the same way and print what the defects cost",
+        description="Train the heads on a seeded long-tailed task (default: scikit-learn's digits, classes 0-6, "
+        "ISIC 2018 ratios) and print their measures with 95 % intervals over seeds and the train.* verdicts.",
+    )
+    train.add_argument("--baseline", metavar="SUBJECT", help="the original head (default: bundled head.py)")
+    train.add_argument("--candidate", metavar="SUBJECT", help="the revised head (default: bundled head_optimal.py)")
+    train.add_argument("--control", metavar="SUBJECT", help="a third head trained alike (default: head_fixed.py)")
+    train.add_argument("--lang", choices=("en", "zh"), default=None, help="table language (default en)")
+    train.add_argument("--seed", type=_seed, default=None, help="first seed; also seeds the data split (default 0)")
+    train.add_argument("--map", action="append", default=[], metavar="CANONICAL=THEIRS", help=_MAP_HELP)
+    train.add_argument("--json", metavar="FILE", help="also write the section, the verdicts and the timings as JSON")
+    train.add_argument("--plots", metavar="DIR", help="write the loss curves as DIR/train_loss.png (the 'plots' extra)")
+    train.add_argument("--debug", action="store_true", help="show tracebacks")
+    add_train_options(train)
+    train.set_defaults(timeout=None, profile=None)
 
 
 def _add_check_parser(sub: Any) -> None:
@@ -306,6 +337,10 @@ def _select(only: str | None) -> list[Check[Any]]:
     chosen: list[Check[Any]] = []
     for check_id in parts:
         check = by_id(check_id)
+        if check is None and check_id.startswith("train."):
+            raise ConfigError(
+                f"{check_id!r} is measured on a training session: run `headaudit train` or add --train to the report"
+            )
         if check is None:
             raise ConfigError(f"unknown check id {check_id!r} in --only; `headaudit list` shows the ids")
         if check not in chosen:
@@ -341,8 +376,10 @@ def _configure(args: argparse.Namespace) -> ProjectConfig:
 def _cmd_list(args: argparse.Namespace) -> int:
     from headaudit.checks import REGISTRY
     from headaudit.messages import Msg, render
+    from headaudit.train.checks import TRAIN_CHECKS
 
-    for check in REGISTRY:
+    checks: list[Any] = [*REGISTRY, *TRAIN_CHECKS]  # train.*: run by `headaudit train` or `report --train`
+    for check in checks:
         print(f"{check.id:24} [{check.catalogue}] {check.severity:6} {render(Msg(check.id + '.title'), args.lang)}")
     return 0
 
@@ -362,6 +399,14 @@ def _cmd_cache(args: argparse.Namespace) -> int:
     else:
         print(f"no cache at {root}; nothing to remove")
     return 0
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    from headaudit.profiles import active_profile
+    from headaudit.train.command import cmd_train
+
+    subjects = _load_subjects(args)[0]
+    return cmd_train(args, subjects, active_profile(args.profile))
 
 
 def _keep_hypothesis_files_out_of_cwd() -> None:
@@ -552,6 +597,11 @@ def _cmd_report(args: argparse.Namespace) -> int:
     plots = _plots_dir(args.plots)
     cache = _cache(args)
     report = _audit(args, checks, plots, cache)
+    if args.train or args.config.get("train"):
+        from headaudit.profiles import active_profile
+        from headaudit.train.command import with_training
+
+        report = with_training(report, args, _load_subjects(args)[0], active_profile(args.profile))
     score: dict[str, Any] | None = None
     if args.mutation and not args.no_mutation:
         score = _keep_mutation(args, _mutation(args), cache).to_dict()
@@ -901,7 +951,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = parser.parse_args(argv)
         if args.command is None:
             raise ConfigError(
-                "no command given; use `headaudit report`, `check`, `mutate`, `bench`, `cache` or `list` "
+                "no command given; use `headaudit report`, `check`, `mutate`, `bench`, `train`, `cache` or `list` "
                 "(see `headaudit --help`)"
             )
         args.config = _configure(args)
@@ -916,6 +966,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _cmd_mutate(args)
         if args.command == "bench":
             return _cmd_bench(args)
+        if args.command == "train":
+            return _cmd_train(args)
         return _cmd_report(args)
     except BrokenPipeError:
         return _silence_broken_pipe()

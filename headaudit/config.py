@@ -13,6 +13,7 @@ ruff and pytest look for theirs). Its ``[tool.headaudit]`` table may set::
     expect = "audit.json"                   # the recorded report of `headaudit check`
     timeout = 120                           # seconds per check and subject
     jobs = 2                                # worker processes (default: one per core; 1: serial)
+    train = true                            # add the training section (as report --train)
 
     [tool.headaudit.map]                    # renamed parts, as --map
     "proto_manager.momentum_update" = "proto_manager.momentum_update_fixed"
@@ -49,6 +50,7 @@ KEYS: dict[str, tuple[type, ...]] = {
     "expect": (str,),
     "timeout": (int, float),
     "jobs": (int,),
+    "train": (bool,),
 }
 _SUBJECTS = ("baseline", "candidate", "control", "host", "wrapper")
 _CHOICES = {"lang": ("en", "zh"), "profile": ("ci", "dev", "thorough")}
@@ -99,7 +101,7 @@ def _read(path: Path) -> ProjectConfig:
             raise ConfigError(f"unknown key {key!r} in [tool.headaudit] of {path}; known: {known}")
         types = KEYS[key]
         value: Any = given
-        if isinstance(given, bool) or not isinstance(given, types):
+        if (isinstance(given, bool) and bool not in types) or not isinstance(given, types):
             wanted = " or ".join(t.__name__ for t in types)
             raise ConfigError(f"{key} in [tool.headaudit] of {path} must be {wanted}, got {value!r}")
         if key in _CHOICES and value not in _CHOICES[key]:

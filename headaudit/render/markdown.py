@@ -35,6 +35,7 @@ from headaudit.render.missed import render_missed
 from headaudit.render.mutation import render_mutation
 from headaudit.render.performance import render_performance
 from headaudit.render.summary import further_checks, host_files, summary_sections
+from headaudit.render.training import training_section
 
 __all__ = ["GROUP_RENDERERS", "GROUP_SECTIONS", "cell", "group_section", "render_markdown"]
 
@@ -143,13 +144,14 @@ def _subjects(report: Report, lang: str) -> list[str]:
 GroupRenderer = Callable[[Report, str], list[str]]
 
 #: Report sections after the claims, in CHECKS.md's order: the check group each shows.
-GROUP_SECTIONS: tuple[str, ...] = ("missed", "contracts", "performance")
+GROUP_SECTIONS: tuple[str, ...] = ("missed", "contracts", "performance", "training")
 
 #: A group with its own renderer; the others get :func:`group_section`.
 GROUP_RENDERERS: dict[str, GroupRenderer] = {
     "missed": render_missed,
     "contracts": render_contracts,
     "performance": render_performance,
+    "training": training_section,
 }
 
 

@@ -43,6 +43,7 @@ from headaudit.render._blocks import (
     _verdict,
     cell,
 )
+from headaudit.render.training import training_advice
 
 __all__ = ["further_checks", "host_files", "summary_sections"]
 
@@ -283,6 +284,7 @@ def summary_sections(report: Report, lang: str) -> list[str]:
     lines += _conclusion(judged, lang)
     lines += [f"## {_e('advice.heading', lang)}", ""]
     lines += _configuration(report, lang)
+    lines += training_advice(report, lang)  # what the configuration changed in training (--train)
     lines += _host_fix(report, lang)
     lines += _checkpoint(report, lang)
     return lines
