@@ -107,17 +107,20 @@ def test_searches_find_every_must_fail_defect_at_every_seed() -> None:
 
 @pytest.mark.slow
 def test_losses_conflicts_verdicts_agree_across_seeds(references: dict[str, Subject]) -> None:
-    """Seeds 0-9 give the same verdict, the same conflicting pairs, and the same premise pair.
+    """Seeds 0-9 (0-2 under ci) give the same verdict, the same conflicting pairs, and the
+    same premise pair.
 
     Pairs near the effect threshold may be called aligned at one seed and decoupled at
     another (head.py's cluster/contrastive: mean cosine 0.01-0.08); none of them decides a
-    verdict or a claim.
+    verdict or a claim. CI runs seed 0 (the report's) and two more; the full sweep of ten
+    seeds runs under the ``thorough`` profile.
     """
     check = by_id("losses.conflicts")
     assert check is not None
+    seeds = range(10) if active_profile().name == "thorough" else range(3)
     for role, subject in references.items():
         outcomes = set()
-        for seed in range(10):
+        for seed in seeds:
             result = run_check(check, subject, role, seed=seed, profile=active_profile())
             raised = next(t for t in result.evidence["tables"] if t["label"] == "raised")
             relation = {p["pair"]: p["relation"] for p in raised["pairs"]}
