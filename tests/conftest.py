@@ -2,17 +2,26 @@
 
 Every check is tested with its subjects in both slots: ``run_check`` takes the role, and
 the role-swap tests compare a whole audit with the two references exchanged.
+
+A full audit takes most of a minute, so each is run once per test process and shared:
+a test needing a few checks' results on the references cuts them from ``reference_report``
+(:func:`part_of`) instead of auditing again. Under xdist each worker would run a session
+or module fixture again, so the tests that use one of the costly ones (``SHARED``) are
+put in its ``xdist_group`` (``--dist loadgroup`` in pyproject.toml): they run on one
+worker, which computes the fixture once.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
 from headaudit.checks import REGISTRY, by_id
+from headaudit.claims import judge_claims
 from headaudit.model import Report, Result
 from headaudit.names import NameMap
 from headaudit.profiles import active_profile, register_profiles
@@ -34,6 +43,65 @@ ROLES = ("baseline", "candidate")
 
 RunCheck = Callable[..., Result]
 LoadSubject = Callable[..., Subject]
+
+#: Costly session or module fixtures (``name``, or ``file::name`` for a module's own), and
+#: the xdist group of the tests that use them: the full audits of the references (both
+#: slots, exchanged, and head_optimal.py with bfloat16 extras), the hinted mutation score,
+#: the recordings the plugin and ``headaudit check`` tests start from, the tiny bench runs.
+SHARED: dict[str, str] = {
+    "reference_report": "shared-audits",
+    "swapped_report": "shared-audits",
+    "extras_report": "shared-audits",
+    "hinted_score": "hinted-score",
+    "recorded_audit": "plugin-recording",
+    "test_guard.py::project": "guard-recording",
+    "test_perf.py::shared_report": "perf-shared-run",
+    "test_bench.py::tiny_result": "bench-tiny-run",
+}
+
+
+def _shared_groups(item: pytest.Item) -> set[str]:
+    names = getattr(item, "fixturenames", ())
+    keys = [*names, *(f"{item.path.name}::{name}" for name in names)]
+    return {SHARED[key] for key in keys if key in SHARED}
+
+
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> Iterator[None]:
+    """Send every test that uses a costly shared fixture to one worker, so it is computed once.
+
+    The marker goes on before the other hooks run: xdist's (under ``--dist loadgroup``)
+    then names the test ``NODEID@GROUP`` by assigning ``item._nodeid``, which pytest 9 no
+    longer reads (a node's id is ``str(item._id)``); the name is carried over afterwards,
+    else every group would be spread over the workers like any other test.
+    """
+    for item in items:
+        groups = _shared_groups(item)
+        assert len(groups) <= 1, f"{item.nodeid} would need to run on two workers: {sorted(groups)}"
+        if groups:
+            item.add_marker(pytest.mark.xdist_group(groups.pop()))
+    yield
+    try:
+        from _pytest.nodeid import coerce_node_id  # pytest >= 9
+    except ImportError:
+        return
+    for item in items:
+        named = item.__dict__.get("_nodeid")
+        if isinstance(named, str) and named != item.nodeid:
+            item._id = coerce_node_id(named)  # type: ignore[attr-defined]
+
+
+def part_of(report: Report, check_ids: Sequence[str]) -> Report:
+    """The report ``run_audit`` gives for ``check_ids`` alone (in that order), cut from ``report``.
+
+    Each (check, subject) pair starts from the run's seed whatever ran before it
+    (``test_only_reproduces_the_full_run``), so its result is the one a smaller audit
+    measures; the claims are judged again on the results kept, as ``run_audit`` does.
+    """
+    results = tuple(r for check_id in check_ids for r in report.results if r.check == check_id)
+    checks = tuple(c for check_id in check_ids for c in report.checks if c.id == check_id)
+    assert len(checks) == len(check_ids), f"not in the report: {sorted(set(check_ids) - {c.id for c in checks})}"
+    return replace(report, checks=checks, results=results, claims=judge_claims(results))
 
 
 @pytest.fixture(scope="session")

@@ -337,6 +337,12 @@ def _original(check: RunCheck, check_id: str) -> tuple[str, str]:
 _ALSO_NOTICED = [("loss.cluster-scale", "cluster-divide-by-num-classes")]  # needs an absent class
 
 
+#: The two tests below compare with ``_original``, computed once per process: under xdist
+#: they run on one worker, which computes it once.
+_ON_ONE_WORKER = pytest.mark.xdist_group("contracts-original")
+
+
+@_ON_ONE_WORKER
 @pytest.mark.parametrize(("check_id", "mutant_id"), sorted(_NOTICED_BY.items()) + _ALSO_NOTICED)
 def test_each_contract_notices_a_mutant_of_its_part(check: RunCheck, check_id: str, mutant_id: str) -> None:
     assert _original(check, check_id)[0] == "pass"
@@ -344,6 +350,7 @@ def test_each_contract_notices_a_mutant_of_its_part(check: RunCheck, check_id: s
     assert result.verdict == "fail", result.summary("en")
 
 
+@_ON_ONE_WORKER
 @pytest.mark.parametrize("mutant", EQUIVALENTS, ids=[m.id for m in EQUIVALENTS])
 def test_equivalent_rewrites_keep_every_contract_verdict(check: RunCheck, mutant: Any) -> None:
     rewritten = _mutated(mutant.id)

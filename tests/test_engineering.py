@@ -37,9 +37,9 @@ from headaudit.model import Report
 from headaudit.names import NameMap, parse_map, parse_needs
 from headaudit.profiles import active_profile
 from headaudit.render.markdown import render_markdown
-from headaudit.runner import run_audit, run_check
+from headaudit.runner import run_check
 from headaudit.subjects import Subject, bundled_reference, make_subject
-from tests.conftest import ROLES, RunCheck
+from tests.conftest import ROLES, RunCheck, part_of
 
 ROOT = Path(__file__).resolve().parents[1]
 MINE = (
@@ -65,10 +65,10 @@ NOT_ENOUGH = "not enough values to unpack (expected 3, got 2)"
 
 
 @pytest.fixture(scope="module")
-def audit(references: dict[str, Subject]) -> Report:
-    """The engineering checks (and contrastive.tiny, a core check of 2.4) on the references."""
-    checks = [c for c in (by_id(i) for i in MINE) if c is not None]
-    return run_audit(references, checks, seed=0, profile=active_profile())
+def audit(reference_report: Report) -> Report:
+    """The engineering checks (and contrastive.tiny, a core check of 2.4) on the references:
+    their audit alone, cut from the session's full one."""
+    return part_of(reference_report, MINE)
 
 
 def _evidence(report: Report, check_id: str, role: str) -> Any:

@@ -1,14 +1,17 @@
 """The mutation score: detections only, crashes apart, rewrites that keep every finding.
 
 Each mutant is run through its hinted checks only (``hinted_only``): a few seconds each,
-where the full measurement (``headaudit mutate``) takes minutes. The smaller tests prove
-the measurement can fail: an edit that changes nothing survives, a head that only raises
+where the full measurement (``headaudit mutate``) takes minutes. The whole catalogue is
+measured once (``hinted_score``, on one xdist worker: ``SHARED`` in tests/conftest.py), as
+``headaudit mutate`` measures it, and each mutant and rewrite is a test of its own entry.
+The smaller tests prove the measurement can fail: an edit that changes nothing survives, a head that only raises
 crashes (and is not counted), a real mutant posing as a rewrite is a false alarm, also on
 ``head_optimal.py`` where the verdict stays ``fail`` and only a finding changes.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import subprocess
 import sys
@@ -97,12 +100,31 @@ def _awaiting(mutant: Mutant) -> list[pytest.MarkDecorator]:
     return [] if reason is None else [pytest.mark.xfail(strict=True, reason=reason)]
 
 
-@pytest.mark.parametrize("mutant", [pytest.param(m, id=m.id, marks=_awaiting(m)) for m in MUTANTS])
-def test_each_mutant_is_detected_by_its_hinted_checks(mutant: Mutant) -> None:
-    score = measure_score(
-        _hinted(mutant), seed=0, profile=active_profile(), timeout=120, mutants=[mutant], equivalents=[],
-        hinted_only=True,
+@pytest.fixture(scope="module")
+def hinted_score() -> MutationScore:
+    """Every mutant and rewrite of the catalogue through its own hinted checks, measured once.
+
+    One measurement loads each unmodified file once and runs each check on it once, as
+    ``headaudit mutate`` does; a measurement per mutant would repeat both for each of them.
+    Each mutant still meets only its hinted checks, in its hint's order (``hinted_only``).
+    """
+    return measure_score(
+        _hinted(*MUTANTS, *EQUIVALENTS), seed=0, profile=active_profile(), timeout=120, mutants=MUTANTS,
+        equivalents=EQUIVALENTS, hinted_only=True,
     )  # fmt: skip
+
+
+def _alone(score: MutationScore, mutant: Mutant) -> MutationScore:
+    """The measurement of ``mutant`` (a mutant or a rewrite) alone, taken from the whole one."""
+    kills = tuple(k for k in score.mutants if k.id == mutant.id)
+    rewrites = tuple(r for r in score.equivalents if r.id == mutant.id)
+    assert len(kills) + len(rewrites) == 1, mutant.id
+    return dataclasses.replace(score, mutants=kills, equivalents=rewrites)
+
+
+@pytest.mark.parametrize("mutant", [pytest.param(m, id=m.id, marks=_awaiting(m)) for m in MUTANTS])
+def test_each_mutant_is_detected_by_its_hinted_checks(hinted_score: MutationScore, mutant: Mutant) -> None:
+    score = _alone(hinted_score, mutant)
     (kill,) = score.mutants
     assert kill.outcome == "detected", (kill.outcome, kill.crashes)
     assert kill.detected_by in mutant.hint
@@ -111,11 +133,8 @@ def test_each_mutant_is_detected_by_its_hinted_checks(mutant: Mutant) -> None:
 
 
 @pytest.mark.parametrize("rewrite", [pytest.param(e, id=e.id) for e in EQUIVALENTS])
-def test_each_rewrite_keeps_every_verdict_and_fingerprint(rewrite: Mutant) -> None:
-    score = measure_score(
-        _hinted(rewrite), seed=0, profile=active_profile(), timeout=120, mutants=[], equivalents=[rewrite],
-        hinted_only=True,
-    )  # fmt: skip
+def test_each_rewrite_keeps_every_verdict_and_fingerprint(hinted_score: MutationScore, rewrite: Mutant) -> None:
+    score = _alone(hinted_score, rewrite)
     assert score.equivalents[0].changed == ()
     assert score.false_alarms == 0
 
@@ -200,8 +219,6 @@ SCORE = MutationScore(
 
 
 def test_the_report_shows_detections_crashes_apart_and_survivors(small_report: Report) -> None:
-    import dataclasses
-
     report = dataclasses.replace(small_report, extra={**small_report.extra, "mutation": SCORE.to_dict()})
     en, zh = render_markdown(report, "en"), render_markdown(report, "zh")
     assert "1 of 3 single-change mutants of `headaudit:reference/head_fixed.py`" in en

@@ -22,15 +22,26 @@ OPTIMAL = ROOT / "reference" / "head_optimal.py"
 CHECKS = "loss.separation-value,ema.unit-norm,gate.convex,static.host-syncs"
 
 
-@pytest.fixture
-def project(pytester: pytest.Pytester) -> Path:
-    """A user's project: a copy of head_optimal.py and an audit.json recorded from it."""
-    root = pytester.path
+@pytest.fixture(scope="session")
+def recorded_audit(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """The audit.json a user records from a copy of head_optimal.py, recorded once.
+
+    The JSON names the file as the user gave it (``head_optimal.py``, from the project's
+    folder), so every project with that copy records the same text."""
+    root = tmp_path_factory.mktemp("recording")
     shutil.copy(OPTIMAL, root / "head_optimal.py")
     out = headaudit("report", "--candidate", "head_optimal.py", "--only", CHECKS, "--no-bench", "--format", "json",
                     cwd=root)  # fmt: skip
     assert out.returncode == 0, out.stderr
-    (root / "audit.json").write_text(out.stdout, encoding="utf-8")
+    return out.stdout
+
+
+@pytest.fixture
+def project(pytester: pytest.Pytester, recorded_audit: str) -> Path:
+    """A user's project: a copy of head_optimal.py and an audit.json recorded from it."""
+    root = pytester.path
+    shutil.copy(OPTIMAL, root / "head_optimal.py")
+    (root / "audit.json").write_text(recorded_audit, encoding="utf-8")
     return root
 
 
