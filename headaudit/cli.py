@@ -77,6 +77,8 @@ environment:
                       validated at), dev (half the examples), thorough (eight times)
   HEADAUDIT_CACHE_DIR the result cache folder (default: .headaudit_cache beside the
                       nearest pyproject.toml); HEADAUDIT_NO_CACHE=1 acts as --no-cache
+  HEADAUDIT_JOBS      worker processes when neither --jobs nor [tool.headaudit] says
+                      (default: one per core); 1 under pytest-xdist, which spreads already
 
 cache:
   report, check and mutate keep results in .headaudit_cache and reuse one while nothing
@@ -359,7 +361,11 @@ def _configure(args: argparse.Namespace) -> ProjectConfig:
     if getattr(args, "jobs", False) is None:
         from headaudit.parallel import usable_cores
 
-        args.jobs = usable_cores()
+        given = os.environ.get("HEADAUDIT_JOBS")
+        try:
+            args.jobs = usable_cores() if not given else _jobs(given)
+        except argparse.ArgumentTypeError as exc:
+            raise ConfigError(f"HEADAUDIT_JOBS={given!r}: {exc}; give a whole number of 1 or more") from None
     if getattr(args, "jobs", 1) > 1:
         from headaudit.parallel import can_fork
 

@@ -32,6 +32,9 @@ from headaudit.subjects import Subject, default_specs, load_subject
 # in a folder of its own): a cached result from another test or an earlier run would hide
 # what the code under test measures now. Subprocesses inherit it.
 os.environ["HEADAUDIT_NO_CACHE"] = "1"
+# xdist already keeps every core busy: a CLI run under test forks no workers of its own
+# unless it passes --jobs (the parallel tests do).
+os.environ["HEADAUDIT_JOBS"] = "1"
 
 register_profiles()
 from hypothesis import settings  # noqa: E402  (profiles must be registered first)

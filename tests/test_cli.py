@@ -96,6 +96,15 @@ def test_bad_input_is_one_line_and_exit_2(args: list[str], needle: str) -> None:
     assert "headaudit headaudit" not in lines[0]
 
 
+@pytest.mark.parametrize("value", ["0", "two"])
+def test_a_bad_headaudit_jobs_is_one_line_and_exit_2(value: str) -> None:
+    out = headaudit("report", "--only", "gate.sum-to-one", "--no-bench", env={**os.environ, "HEADAUDIT_JOBS": value})
+    assert out.returncode == 2
+    assert out.stderr.count("\n") == 1
+    assert "Traceback" not in out.stderr
+    assert f"HEADAUDIT_JOBS={value!r}" in out.stderr
+
+
 def test_usage_hints_name_the_right_command() -> None:
     assert "(see `headaudit --help`)" in headaudit("frobnicate").stderr
     assert "(see `headaudit --help`)" in headaudit().stderr
