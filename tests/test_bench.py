@@ -28,7 +28,6 @@ from torch import nn
 from headaudit.bench.counts import (
     SYNC_WARNING,
     count_flops,
-    count_ops,
     count_sync_warnings,
     graph_breaks,
     host_syncs,
@@ -372,21 +371,6 @@ def test_grid_is_the_issue_grid() -> None:
     assert BenchConfig.full().compiled_points == ()
     assert quick.with_compiled().compiled_points == (COMPILED_POINT,)
     assert quick.with_compiled().points == quick.points
-
-
-@pytest.mark.parametrize("kind", ["train", "forward"])
-def test_counts_do_not_depend_on_the_thread_count(kind: str) -> None:
-    """The bench counts with the caller's threads and times with one: that is only sound
-    because operators and FLOPs are the same at any intra-op thread count."""
-    point = GridPoint.of(8, 4, 64)
-    inputs = make_inputs(point)
-    found = []
-    for threads in (1, 2):
-        with intra_op_threads(threads):
-            for factory in reference_factories().values():
-                step = make_step(kind, build_head(factory, point), inputs)  # type: ignore[arg-type]
-                found.append((count_ops(step, warmup=1).counts, count_flops(step)))
-    assert found[:2] == found[2:]
 
 
 def test_equal_work_reads_the_flop_counts() -> None:

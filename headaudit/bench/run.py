@@ -171,7 +171,6 @@ def run_bench(
     )
     say: Progress = progress if progress is not None else (lambda _line: None)
     run = _Run(subjects, losses, reference, dev, seed, cfg, say)
-    run.count_threads = torch.get_num_threads()  # the caller's: for the counts, which no thread count changes
 
     cuda = dev.type == "cuda"
     threads: contextlib.AbstractContextManager[int] = (
@@ -237,7 +236,6 @@ class _Run:
         self.say = say
         self.timer: Timer = cpu_timer
         self.number = config.number
-        self.count_threads = 1
         self.alive: list[str] = list(subjects)
         self.errors: dict[str, str] = {}
         self.limit: Limit | None = None
@@ -312,31 +310,16 @@ class _Run:
             for name in samples:
                 step_fn = steps[name].fn
                 try:
-                    with self.counting():
-                        ops = count_ops(step_fn, warmup=0)
-                        flops = count_flops(step_fn)
+                    ops = count_ops(step_fn, warmup=0)
+                    flops = count_flops(step_fn)
                 except Exception as exc:
                     self._fail(name, f"counting the {kind} step at {point.label}", _describe_error(exc))
                     heads.pop(name, None)
                     continue
                 self.counts.append(StepCounts(name, kind, point, ops.total, flops, ops.top()))
 
-    def counting(self) -> contextlib.AbstractContextManager[int]:
-        """The caller's intra-op thread count, for work whose result no thread count changes.
-
-        Operators and FLOPs are counted per dispatched operator, and intra-op threads only
-        split the work inside a kernel, so the counts are the same at any thread count
-        (tests/test_bench.py compares them); only timing needs the one thread of BENCH.md.
-        On a 2-core CPU this halves the counting calls of a FLOP-bound head.
-        """
-        return intra_op_threads(max(1, self.count_threads))
-
     def op_scaling(self) -> None:
         """Stage 3: operators per training step at each ``op_classes`` count, and the fit."""
-        with self.counting():
-            self._op_scaling()
-
-    def _op_scaling(self) -> None:
         cfg = self.cfg
         for name in list(self.alive):
             self.say(f"op count of {name} at num_classes {', '.join(map(str, cfg.op_classes))}")
