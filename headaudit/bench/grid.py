@@ -147,8 +147,8 @@ class BenchConfig:
     @classmethod
     def quick(cls) -> BenchConfig:
         """The default: the batch sweep (1, 8, 32, 64) at the recommended 7 classes and
-        ``emb_dim`` 256, the op-count series and the limit; under a minute for three heads
-        on a 2-core CPU.
+        ``emb_dim`` 256, the op-count series and the limit; about 50 s for three heads
+        (``headaudit bench`` with the control) on an idle 2-core CPU.
 
         One warm-up round: before it, the bench has already called every step once (to
         drop a raising subject before timing), so each step runs twice before its first
