@@ -34,6 +34,7 @@ import contextlib
 import dataclasses
 import platform
 import time
+import warnings
 from collections.abc import Callable, Collection, Mapping
 from typing import Any, Literal
 
@@ -427,10 +428,12 @@ class _Run:
                     loss_of(traced(*args)).sum().backward()
 
                 head.train()
-                started = time.perf_counter()
-                step()
-                compile_s = time.perf_counter() - started
-                step()
+                with warnings.catch_warnings():  # inductor's own deprecation notices, not the subject's words
+                    warnings.simplefilter("ignore", DeprecationWarning)
+                    started = time.perf_counter()
+                    step()
+                    compile_s = time.perf_counter() - started
+                    step()
             except Exception as exc:  # inductor, a C++ compiler or the head: that head's row, not the run
                 rows[name] = CompiledStep(name, point, "error", graph_breaks=0, error=_describe_error(exc))
                 continue
