@@ -3,8 +3,9 @@
 Two ways to run them (BENCH.md):
 
 - as tests, in CI: ``pytest benchmarks --benchmark-disable``; each body runs once and
-  its count assertions still hold. Only the CI grid point (batch 8, 7 classes,
-  ``emb_dim`` 256) runs; the other grid points are marked ``bench_full`` and skipped
+  its count assertions still hold. Only the CI grid points (batch 8 and the equal-work
+  batch 1, 7 classes, ``emb_dim`` 256) run; the other grid points, and the training step
+  under ``torch.compile`` (minutes of compiling), are marked ``bench_full`` and skipped
   unless ``HEADAUDIT_BENCH_GRID=full``.
 - for timing: ``HEADAUDIT_BENCH_GRID=full pytest benchmarks --benchmark-only
   --benchmark-json=out.json`` (no xdist: it disables benchmarks). On CUDA add
@@ -25,7 +26,7 @@ from collections.abc import Iterator
 import pytest
 import torch
 
-from headaudit.bench.grid import CI_POINT, grid
+from headaudit.bench.grid import CI_POINT, COMPILED_POINT, grid
 from headaudit.bench.timers import intra_op_threads
 
 FULL_GRID = os.environ.get("HEADAUDIT_BENCH_GRID", "").strip().lower() == "full"
@@ -48,7 +49,9 @@ def point_params() -> list[object]:
     params: list[object] = []
     for point in grid():
         marks = (
-            [] if point == CI_POINT else [pytest.mark.bench_full, pytest.mark.skipif(not FULL_GRID, reason=FULL_REASON)]
+            []
+            if point in (CI_POINT, COMPILED_POINT)
+            else [pytest.mark.bench_full, pytest.mark.skipif(not FULL_GRID, reason=FULL_REASON)]
         )
         params.append(pytest.param(point, id=point.label, marks=marks))
     return params

@@ -206,6 +206,12 @@ def _parser() -> argparse.ArgumentParser:
         help="time budget per check and subject (120); the one bench run gets it for every check and subject",
     )
     bench.add_argument("--full", action="store_true", help="the whole grid (minutes) instead of the quick one")
+    bench.add_argument(
+        "--compiled",
+        action="store_true",
+        help="also time the training step under torch.compile at batch 1 for heads without graph breaks "
+        "(compiling takes from tens of seconds to minutes per head)",
+    )
     bench.add_argument("--device", choices=("cpu", "cuda"), default="cpu", help="where to time (default cpu)")
     bench.add_argument("--json", metavar="FILE", help="also write the run as bench JSON (headaudit.bench.results)")
     bench.add_argument("--plots", metavar="DIR", help=_PLOTS_HELP)
@@ -906,6 +912,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     profile = active_profile(args.profile)
     subjects, chosen, options, timeout = _load_subjects(args)
     config = BenchConfig.full() if args.full else BenchConfig.quick()
+    config = config.with_compiled() if args.compiled else config
     checks = perf_checks()
     budget = timeout * len(checks) * len(subjects)
     progress = _bench_progress()

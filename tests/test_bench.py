@@ -34,7 +34,7 @@ from headaudit.bench.counts import (
     shorten_reason,
 )
 from headaudit.bench.fit import fit_growth
-from headaudit.bench.grid import CI_POINT, OP_COUNT_CLASSES, BenchConfig, grid
+from headaudit.bench.grid import CI_POINT, COMPILED_POINT, EQUAL_WORK, OP_COUNT_CLASSES, BenchConfig, grid
 from headaudit.bench.limit import distance, floor, measure_limit
 from headaudit.bench.plots import PLOT_FILES, plots_available, write_plots
 from headaudit.bench.results import (
@@ -71,6 +71,7 @@ from headaudit.bench.timers import (
     ratio,
     summarize,
 )
+from headaudit.checks.perf import equal_work
 from headaudit.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -354,15 +355,37 @@ def test_flops_are_positive_and_backward_adds(subject: str) -> None:
 
 def test_grid_is_the_issue_grid() -> None:
     points = grid()
-    assert len(points) == 12
+    assert len(points) == 16
     assert {(p.batch, p.num_classes, p.emb_dim) for p in points} == {
-        (b, c, e) for b in (8, 32, 64) for c in (7, 32) for e in (256, 768)
+        (b, c, e) for b in (1, 8, 32, 64) for c in (7, 32) for e in (256, 768)
     }
     assert all(p.patches == 49 and p.img_feat_dim == p.emb_dim for p in points)
     assert CI_POINT in points
-    assert len(set(BenchConfig.quick().points)) == 3
-    assert set(BenchConfig.quick().points) <= set(points)
+    assert COMPILED_POINT in points
+    assert COMPILED_POINT.batch == 1
+    quick = BenchConfig.quick()
+    assert [p.batch for p in quick.points] == [1, 8, 32, 64]  # batch 1: the equal-work rows
+    assert set(quick.points) <= set(points)
     assert BenchConfig.full().points == points
+    assert quick.compiled_points == ()
+    assert BenchConfig.full().compiled_points == ()
+    assert quick.with_compiled().compiled_points == (COMPILED_POINT,)
+    assert quick.with_compiled().points == quick.points
+
+
+def test_equal_work_reads_the_flop_counts() -> None:
+    """Equal work is measured, not assumed from the batch: within EQUAL_WORK of head.py's FLOPs."""
+    assert EQUAL_WORK == 0.02
+    assert equal_work(672_462_848, 672_462_848) is True
+    assert equal_work(679_236_608, 672_462_848) is True  # head_fixed.py against head.py at batch 1: 1.0 %
+    assert equal_work(21_468_921_856, 2_600_022_016) is False  # at batch 32: 8.3x
+    assert equal_work(102, 100) is True
+    assert equal_work(100, 102) is True
+    assert equal_work(103, 100) is False
+    assert equal_work(100, 103) is False
+    assert equal_work(0, 0) is True
+    assert equal_work(None, 100) is None
+    assert equal_work(100, None) is None
 
 
 def test_config_and_point_validation() -> None:

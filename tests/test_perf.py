@@ -319,6 +319,7 @@ def test_run_bench_runs_only_the_stages_asked_for() -> None:
     assert result.distances == ()
     assert result.graph_breaks == {}
     assert result.host_syncs == {}
+    assert result.compiled == ()
     assert set(result.scaling) == {"head.py", "head_optimal.py"}
     with pytest.raises(ConfigError, match="unknown bench stages"):
         run_bench(reference_factories(), reference="head.py", config=TINY, stages=("warp",))  # type: ignore[arg-type]
@@ -460,6 +461,12 @@ def test_headaudit_bench_quick_default(tmp_path: Path) -> None:
     assert {row.ratios["head.py"] for row in result.times} == {1.0}
     assert all(row.ratios["head_optimal.py"] and row.ratios["head_fixed.py"] for row in result.times)
     assert set(result.scaling) == {"head.py", "head_optimal.py", "head_fixed.py"}
+    assert sorted({row.point.batch for row in result.times}) == [1, 8, 32, 64]
+    at_one = [c for c in result.counts if c.point.batch == 1 and c.kind == "train"]
+    assert len(at_one) == 3  # every head at batch 1, where the FLOPs say whether the work is equal
+    assert result.compiled == ()  # opt-in (--compiled); the section says how to get it
+    assert "`headaudit bench --compiled`" in out.stdout
+    assert "（等量计算）" in out.stdout
     assert "## 性能" in out.stdout
     assert "| `perf.op-count` | ❌ 不通过 | ❌ 不通过 | ✅ 通过 |" in out.stdout
     assert "| 对照 | `HeadOptimal` |" not in out.stdout  # bench lists subjects as lines
@@ -620,3 +627,104 @@ def test_the_section_shows_graph_breaks_as_compile_graph_breaks_measured_them(re
         assert result is not None
         trace = result.evidence["traces"][0]
         assert f"| {trace['graphs']} | {trace['breaks']} |" in lines
+
+
+# --- the equal-work rows and the compiled training step -----------------------------------------
+
+COMPILED = dataclasses.replace(
+    TINY,
+    points=(GridPoint.of(1, 4, 32), GridPoint.of(4, 4, 32)),
+    trace_breaks=False,
+    compiled_points=(GridPoint.of(1, 4, 32),),
+    compile_backend="aot_eager",  # forward and backward traced as inductor gets them, without C++ compiles
+)
+
+
+@pytest.fixture(scope="module")
+def compiled_run() -> tuple[dict[str, Subject], Any]:
+    """One bench of a head without graph breaks, one with, one whose compile raises (and head.py)."""
+    subjects = {
+        "baseline": load_subject(str(SUBJECTS_DIR / "sync_free_head.py:SyncFreeHead"), "baseline"),
+        "candidate": load_subject(str(SUBJECTS_DIR / "sync_free_head.py:LoggingHead"), "candidate"),
+        "control": load_subject(str(SUBJECTS_DIR / "compile_refuses.py:CompileRefuses"), "control"),
+    }
+    return subjects, run_shared(subjects, seed=0, profile=active_profile(), config=COMPILED)
+
+
+@pytest.mark.parametrize("swap", [False, True], ids=["as-given", "slots-swapped"])
+def test_compiled_and_equal_work_rows_for_each_head_in_either_slot(
+    compiled_run: tuple[dict[str, Subject], Any], swap: bool
+) -> None:
+    """Batch 1 and the compiled row appear for every head, whichever slot it sits in: a head
+    without graph breaks is timed compiled, one with breaks is n/a naming the first, one whose
+    compile raises is an error row while its eager rows stand (the check still passes)."""
+    subjects, shared = compiled_run
+    assert not shared.result.errors
+    assert not shared.failed
+    roles = dict(subjects)
+    if swap:
+        roles = {"baseline": subjects["candidate"], "candidate": subjects["baseline"], "control": subjects["control"]}
+    report = run_audit(roles, shared_checks(shared), seed=0, profile=active_profile())
+    by_file = {"SyncFreeHead": "timed", "LoggingHead": "n/a", "CompileRefuses": "error"}
+    for role, subject in roles.items():
+        result = report.result("perf.step-time", role)
+        assert result is not None
+        assert result.verdict == "pass", (role, result)
+        (device,) = result.evidence["devices"]
+        assert {row["batch"] for row in device["rows"]} == {1, 4}
+        for row in device["rows"]:
+            assert row["reference_flops"] > 0
+            assert row["flops"] > 0
+            assert row["equal_work"] == perf.equal_work(row["flops"], row["reference_flops"])
+        (compiled,) = device["compiled"]
+        assert (compiled["batch"], compiled["num_classes"], compiled["emb_dim"]) == (1, 4, 32)
+        status = by_file[subject.head_cls.__name__]
+        assert compiled["status"] == status, (role, compiled)
+        if status == "timed":
+            assert compiled["graph_breaks"] == 0
+            assert compiled["compile_s"] > 0
+            assert compiled["compiled"]["n"] == COMPILED.repeats
+            assert compiled["eager"]["n"] == COMPILED.repeats
+            assert compiled["speedup"] > 0
+            assert compiled.get("ratio") is None
+        elif status == "n/a":
+            assert compiled["graph_breaks"] > 0
+            assert "Tensor.item()" in compiled["reason"]
+            assert "sync_free_head.py:" in compiled["reason"]
+            assert compiled.get("compiled") is None
+        else:
+            assert "Observed exception" in compiled["error"]
+            assert compiled.get("compiled") is None
+    assert BenchResult.from_json(shared.result.to_json()) == shared.result  # the compiled rows round-trip
+    (reference,) = [c for c in shared.result.compiled if c.subject == "head.py"]
+    assert reference.status == "n/a"
+    assert reference.graph_breaks
+
+
+@pytest.mark.parametrize("lang", ["en", "zh"])
+def test_section_shows_the_compiled_rows_and_which_rows_are_equal_work(
+    compiled_run: tuple[dict[str, Subject], Any], lang: str
+) -> None:
+    subjects, shared = compiled_run
+    report = run_audit(subjects, shared_checks(shared), seed=0, profile=active_profile())
+    text = "\n".join(render_performance(report, lang))
+    words = {
+        "en": ("Training step under torch.compile on cpu", "n/a: 2 graph breaks (first: `Unsupported Tensor.item()",
+               "error: `Unsupported: Observed exception`", "Equal work:", "(equal work)"),
+        "zh": ("cpu 上经 torch.compile 编译的训练步", "不适用：2 个图中断（第一个：`Unsupported Tensor.item()",
+               "错误：`Unsupported: Observed exception`", "等量计算：", "（等量计算）"),
+    }[lang]  # fmt: skip
+    for word in words:
+        assert word in text, word
+    assert "--compiled`" not in text  # it was measured: no hint how to get it
+    if lang == "zh":
+        assert "the training step under torch.compile" not in text
+
+
+def test_the_compiled_row_is_in_the_check_s_sentence(compiled_run: tuple[dict[str, Subject], Any]) -> None:
+    subjects, shared = compiled_run
+    report = run_audit(subjects, shared_checks(shared), seed=0, profile=active_profile())
+    sentences = {role: report.result("perf.step-time", role).summary("en") for role in subjects}  # type: ignore[union-attr]
+    assert "under torch.compile at batch 1 is" in sentences["baseline"]
+    assert "no compiled row at batch 1: the training forward has 2 graph breaks" in sentences["candidate"]
+    assert "under torch.compile at batch 1 raised: Unsupported: Observed exception" in sentences["control"]

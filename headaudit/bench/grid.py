@@ -1,8 +1,21 @@
 """The benchmark grid: which input sizes are timed and counted (no torch here).
 
-The issue's grid is batch 8/32/64 x ``num_classes`` 7/32 x ``emb_dim`` 256/768 with 49
+The issue's grid is batch 1/8/32/64 x ``num_classes`` 7/32 x ``emb_dim`` 256/768 with 49
 patches; operators per step are counted at ``num_classes`` 4/8/16/32. ``7`` is the
 recommended setup (BEHAVIOR.md 6); ``32`` shows what the per-class loops cost.
+
+Batch 1 is there for equal work: a head that attends per sample (``head_fixed.py``)
+does about 8x the FLOPs of a batched one at batch 32, so its time there is mostly its
+extra arithmetic; at batch 1 the per-sample and the batched designs do the same
+arithmetic and the per-operator overhead decides. Which rows compare equal work is
+read from the FLOP counts measured at each point, not assumed
+(:func:`headaudit.checks.perf.equal_work`).
+
+The training step under ``torch.compile`` (``compiled_points``) is not part of the
+quick or the full grid by default: compiling a head's forward and backward with
+inductor takes from tens of seconds to minutes on a 2-core CPU (``head_fixed.py`` at
+batch 32: about 3 minutes). :meth:`BenchConfig.with_compiled` adds it at batch 1
+(``headaudit bench --compiled``).
 
 :class:`BenchConfig` bundles one run's choices: :meth:`BenchConfig.quick` (the default
 of ``headaudit bench``, under a minute on a 2-core CPU) and :meth:`BenchConfig.full`
@@ -11,6 +24,7 @@ of ``headaudit bench``, under a minute on a 2-core CPU) and :meth:`BenchConfig.f
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -21,7 +35,9 @@ from headaudit.bench.results import GridPoint, Kind
 __all__ = [
     "BATCHES",
     "CI_POINT",
+    "COMPILED_POINT",
     "EMB_DIMS",
+    "EQUAL_WORK",
     "KINDS",
     "NUM_CLASSES",
     "OP_COUNT_CLASSES",
@@ -30,15 +46,28 @@ __all__ = [
     "grid",
 ]
 
-BATCHES: tuple[int, ...] = (8, 32, 64)
+BATCHES: tuple[int, ...] = (1, 8, 32, 64)
 NUM_CLASSES: tuple[int, ...] = (7, 32)
 EMB_DIMS: tuple[int, ...] = (256, 768)
 PATCHES = 49
 OP_COUNT_CLASSES: tuple[int, ...] = (4, 8, 16, 32)
 KINDS: tuple[Kind, ...] = ("train", "forward")
 
-#: The one point the benchmarks run in CI (smallest batch and model of the grid).
+#: The point the benchmarks run in CI besides :data:`COMPILED_POINT` (batch 8, the
+#: smallest model of the grid).
 CI_POINT = GridPoint.of(8, 7, 256)
+
+#: Two steps do equal work (``headaudit.checks.perf.equal_work``) when their FLOPs per
+#: step differ by at most this fraction: BENCH.md measured the p10 ratio stable to 1-2 %
+#: on these machines, so a difference of work below 2 % cannot be what a ratio shows,
+#: even for a FLOP-bound step. (The references at batch 1, 7 classes, emb_dim 256:
+#: head_fixed.py 1.0 % above head.py, head_optimal.py 0.05 %; at batch 32 head_fixed.py
+#: does 8.3x.)
+EQUAL_WORK = 0.02
+
+#: Where ``--compiled`` times the compiled training step: batch 1, equal work for the
+#: family, and the point where fusing operators matters most (the step is overhead-bound).
+COMPILED_POINT = GridPoint.of(1, 7, 256)
 
 
 def grid(
@@ -67,6 +96,13 @@ class BenchConfig:
     - ``graph_break_point``: where ``torch._dynamo.explain`` runs (graph breaks do not
       depend on sizes, only on the per-class loops it unrolls, so it is small).
     - ``sync_point``: where host syncs are counted (CUDA only).
+    - ``trace_breaks``: whether the graph-break stage runs (``torch._dynamo.explain`` at
+      ``graph_break_point``; its numbers go to the JSON only, the report shows
+      ``compile.graph-breaks``'). The quick mode leaves it out: importing dynamo alone
+      costs about 8 s on a 2-core CPU.
+    - ``compiled_points``: where the training step is timed under ``torch.compile``
+      (``compile_backend``, ``fullgraph=True``) beside the same step eager, for subjects
+      whose training forward has no graph break there (empty: not measured).
     - ``threads``: intra-op threads while timing on CPU (BENCH.md: 1).
     - ``matmul_n`` / ``cuda_matmul_n``, ``overhead_ops``: the limit's probes.
     """
@@ -82,6 +118,9 @@ class BenchConfig:
     op_batch: int = 64
     op_emb_dim: int = 64
     graph_break_point: GridPoint = field(default_factory=lambda: GridPoint.of(8, 4, 256))
+    trace_breaks: bool = True
+    compiled_points: tuple[GridPoint, ...] = ()
+    compile_backend: str = "inductor"
     sync_point: GridPoint = field(default_factory=lambda: GridPoint.of(32, 7, 256))
     threads: int = 1
     matmul_n: int = 512
@@ -107,10 +146,19 @@ class BenchConfig:
 
     @classmethod
     def quick(cls) -> BenchConfig:
-        """The default: the batch sweep at the recommended 7 classes and ``emb_dim`` 256,
-        the op-count series, graph breaks and the limit; well under a minute for two
-        heads on a 2-core CPU."""
-        return cls(mode="quick", points=grid(BATCHES, (7,), (256,)), repeats=15, warmup=3)
+        """The default: the batch sweep (1, 8, 32, 64) at the recommended 7 classes and
+        ``emb_dim`` 256, the op-count series and the limit; about 50 s for three heads
+        (``headaudit bench`` with the control) on an idle 2-core CPU.
+
+        One warm-up round: before it, the bench has already called every step once (to
+        drop a raising subject before timing), so each step runs twice before its first
+        sample, which is what BENCH.md asks of a warm-up (libraries loaded, the allocator
+        holding the step's buffers; a third call has no first-call cost left)."""
+        return cls(mode="quick", points=grid(BATCHES, (7,), (256,)), repeats=15, warmup=1, trace_breaks=False)
+
+    def with_compiled(self, points: tuple[GridPoint, ...] = (COMPILED_POINT,)) -> BenchConfig:
+        """This config plus the compiled training step at ``points`` (which explains its own graph breaks)."""
+        return dataclasses.replace(self, compiled_points=points)
 
     @classmethod
     def full(cls) -> BenchConfig:

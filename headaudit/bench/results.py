@@ -31,6 +31,7 @@ __all__ = [
     "SCHEMA_VERSION",
     "BenchResult",
     "BreakReason",
+    "CompiledStep",
     "Distance",
     "Environment",
     "GraphBreaks",
@@ -48,7 +49,7 @@ __all__ = [
 
 #: Bumped whenever a field is renamed, removed or changes meaning (additions too:
 #: :meth:`BenchResult.from_dict` reads exactly this version).
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 #: ``"train"``: zero_grad, forward in train mode with labels, backward.
 #: ``"forward"``: forward in eval mode under ``torch.no_grad()``, without labels.
@@ -213,6 +214,34 @@ class GraphBreaks:
 
 
 @dataclass(frozen=True)
+class CompiledStep:
+    """The training step of one subject under ``torch.compile`` at one grid point.
+
+    ``status``: ``"timed"`` (the head traced as one graph, compiled, and was timed),
+    ``"n/a"`` (``torch._dynamo.explain`` found ``graph_breaks`` breaks, the first of them
+    ``reason``; a compiled step that falls back to eager between graphs is not the
+    compiled head, so it is not timed) or ``"error"`` (tracing or compiling raised:
+    ``error`` says what). ``compile_s`` is the wall time of the first compiled call (the
+    compilation; never part of a sample). ``compiled`` and ``eager`` are the samples of
+    the compiled and the eager step, interleaved one by one in one loop with every other
+    compiled subject, so ``speedup = p10(eager) / p10(compiled)`` comes from one loop;
+    ``ratio = p10(compiled) / p10(reference compiled)`` where the reference compiled too.
+    """
+
+    subject: str
+    point: GridPoint
+    status: Literal["timed", "n/a", "error"]
+    graph_breaks: int | None = None
+    reason: str | None = None
+    error: str | None = None
+    compile_s: float | None = None
+    compiled: SampleStats | None = None
+    eager: SampleStats | None = None
+    speedup: float | None = None
+    ratio: float | None = None
+
+
+@dataclass(frozen=True)
 class HostSyncs:
     """Device-to-host synchronisations per training step; ``count is None`` means n/a.
 
@@ -282,7 +311,9 @@ class BenchResult:
     ratios divide by. Subjects that raised are listed in ``errors`` (subject -> stage and
     message) and are missing from the measurements after the stage that failed; the key
     ``"(limit)"`` holds the error of the limit probes, if they failed (``limit`` is then
-    ``None`` and so are the distances). ``elapsed_s`` is the run's wall time.
+    ``None`` and so are the distances). ``elapsed_s`` is the run's wall time. ``compiled``: the training
+    step under ``torch.compile`` at each of the config's ``compiled_points`` (empty when
+    none were asked for).
     """
 
     schema_version: int
@@ -300,6 +331,7 @@ class BenchResult:
     distances: tuple[Distance, ...]
     errors: Mapping[str, str]
     elapsed_s: float
+    compiled: tuple[CompiledStep, ...] = ()
 
     # -- lookups -------------------------------------------------------------------
 

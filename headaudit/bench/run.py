@@ -6,9 +6,14 @@ Order of work (each stage is described where it happens):
 2. per grid point and step kind: all subjects on the same inputs, interleaved one call
    at a time, then ops and FLOPs per step of each subject at that point;
 3. operators per training step against ``num_classes`` and the growth fit;
-4. graph breaks (``torch._dynamo.explain``) on the training forward;
-5. host syncs per training step (CUDA only, ``n/a`` on CPU);
-6. each subject's distance from the floor at every timed point.
+4. graph breaks (``torch._dynamo.explain``) on the training forward (when
+   ``config.trace_breaks``);
+5. the training step under ``torch.compile`` at ``config.compiled_points`` (none by
+   default): explained first, compiled with ``fullgraph=True`` only without breaks,
+   warmed up (the compilation is never in a sample), then timed interleaved with the
+   same step eager;
+6. host syncs per training step (CUDA only, ``n/a`` on CPU);
+7. each subject's distance from the floor at every timed point.
 
 On CPU, timing runs with one intra-op thread (BENCH.md); the caller's thread count is
 restored afterwards. On CUDA, samples are CUDA-event timings of ``cuda_number`` steps.
@@ -26,8 +31,10 @@ no ``times``, ``counts`` or ``distances``, empty ``scaling``, ``graph_breaks`` o
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import platform
 import time
+import warnings
 from collections.abc import Callable, Collection, Mapping
 from typing import Any, Literal
 
@@ -40,6 +47,7 @@ from headaudit.bench.limit import distance, measure_limit
 from headaudit.bench.results import (
     SCHEMA_VERSION,
     BenchResult,
+    CompiledStep,
     Distance,
     Environment,
     GraphBreaks,
@@ -59,8 +67,8 @@ __all__ = ["STAGES", "Stage", "describe_device", "resolve_device", "run_bench"]
 Progress = Callable[[str], None]
 
 #: The stages of a run, in the order they run (see the module docstring).
-Stage = Literal["limit", "times", "scaling", "graph_breaks", "host_syncs"]
-STAGES: tuple[Stage, ...] = ("limit", "times", "scaling", "graph_breaks", "host_syncs")
+Stage = Literal["limit", "times", "scaling", "graph_breaks", "compiled", "host_syncs"]
+STAGES: tuple[Stage, ...] = ("limit", "times", "scaling", "graph_breaks", "compiled", "host_syncs")
 
 
 def resolve_device(device: str | torch.device) -> torch.device:
@@ -179,8 +187,11 @@ def run_bench(
                 run.time_point(point)
         if "scaling" in stages:
             run.op_scaling()
-        if "graph_breaks" in stages:
+        if "graph_breaks" in stages and cfg.trace_breaks:
             run.graph_breaks()
+        if "compiled" in stages:
+            for point in cfg.compiled_points:
+                run.compiled(point)
         if "host_syncs" in stages:
             run.host_syncs()
     distances = run.distances()
@@ -200,6 +211,7 @@ def run_bench(
         distances=distances,
         errors=run.errors,
         elapsed_s=time.perf_counter() - started,
+        compiled=tuple(run.compiled_steps),
     )
 
 
@@ -233,6 +245,7 @@ class _Run:
         self.scaling: dict[str, OpScaling] = {}
         self.breaks: dict[str, GraphBreaks] = {}
         self.syncs: dict[str, HostSyncs] = {}
+        self.compiled_steps: list[CompiledStep] = []
 
     def _fail(self, name: str, stage: str, error: str) -> None:
         self.errors[name] = f"{stage}: {error}"
@@ -353,8 +366,108 @@ class _Run:
                 batch=point.batch,
             )
 
+    def _training_forward(self, name: str, head: Any) -> Callable[[torch.Tensor, torch.Tensor, torch.Tensor], Any]:
+        """The training forward with labels, reduced to the scalar loss (what is traced)."""
+        head.train()
+        loss_of = self.losses[name]
+
+        def forward(pool: torch.Tensor, img: torch.Tensor, labels: torch.Tensor) -> Any:
+            return loss_of(head(pool, img, labels)).sum()
+
+        return forward
+
+    def compiled(self, point: GridPoint) -> None:
+        """Stage 5: the training step under ``torch.compile`` at ``point``, beside it eager.
+
+        First every subject's training forward at ``point`` goes through
+        ``torch._dynamo.explain``: with breaks the row is ``n/a`` (their count and the
+        first reason), an explain that raises is ``error``. Then each
+        head without breaks is compiled (``torch.compile(head, fullgraph=True)``: a break
+        that explain missed raises instead of silently falling back to eager) and its
+        step (``zero_grad``, compiled forward, loss, backward through the compiled graph)
+        is called twice: the first call compiles (its wall time is ``compile_s``), the
+        second runs what was compiled. A raise in either is that head's ``error`` row.
+        Explaining resets dynamo's caches, so it all happens before the first compile.
+        Last, every compiled step and the same subject's eager step are timed
+        interleaved in one loop, warm-up rounds dropped as for the other rows, with
+        ``error_on_recompile`` set: a recompilation inside the loop (compile time in a
+        sample) is an error of that row, never a time.
+        """
+        import torch._dynamo as dynamo  # imported only when compiled rows are asked for
+
+        inputs = make_inputs(point, device=self.device, seed=self.seed)
+        args = (inputs.pool_img_features, inputs.img_features, inputs.labels)
+        rows: dict[str, CompiledStep] = {}
+        heads: dict[str, Any] = {}
+        for name in list(self.alive):
+            self.say(f"graph breaks of {name} at {point.label} (for torch.compile)")
+            head = self._build(name, point, "compiled step")
+            if head is None:
+                continue
+            found = graph_breaks(
+                self._training_forward(name, head), *args, num_classes=point.num_classes, batch=point.batch
+            )
+            if found.error is not None:
+                rows[name] = CompiledStep(name, point, "error", error=found.error)
+            elif found.graph_break_count is not None and found.graph_break_count > 0:
+                first = found.reasons[0] if found.reasons else None
+                where = f" ({first.location})" if first is not None and first.location else ""
+                reason = f"{first.reason}{where}" if first is not None else None
+                rows[name] = CompiledStep(name, point, "n/a", graph_breaks=found.graph_break_count, reason=reason)
+            else:  # no break (or nothing traced: compiling with fullgraph=True then raises what stopped it)
+                heads[name] = head
+        fns: dict[str, Callable[[], None]] = {}
+        for name, head in heads.items():
+            self.say(f"torch.compile of {name}'s training step at {point.label}")
+            loss_of = self.losses[name]
+            try:
+                traced = torch.compile(head, backend=self.cfg.compile_backend, fullgraph=True, dynamic=False)
+
+                def step(head: Any = head, traced: Any = traced, loss_of: LossFn = loss_of) -> None:
+                    head.zero_grad(set_to_none=True)
+                    loss_of(traced(*args)).sum().backward()
+
+                head.train()
+                with warnings.catch_warnings():  # inductor's own deprecation notices, not the subject's words
+                    warnings.simplefilter("ignore", DeprecationWarning)
+                    started = time.perf_counter()
+                    step()
+                    compile_s = time.perf_counter() - started
+                    step()
+            except Exception as exc:  # inductor, a C++ compiler or the head: that head's row, not the run
+                rows[name] = CompiledStep(name, point, "error", graph_breaks=0, error=_describe_error(exc))
+                continue
+            eager = train_step(head, inputs, loss_of)
+            eager()
+            fns[f"{name}\x00compiled"], fns[f"{name}\x00eager"] = step, eager
+            rows[name] = CompiledStep(name, point, "timed", graph_breaks=0, compile_s=compile_s)
+        if fns:
+            self.say(f"timing compiled and eager training steps at {point.label}")
+            guarded = {key: _Guarded(fn) for key, fn in fns.items()}
+            with dynamo.config.patch(error_on_recompile=True):
+                samples = interleaved(guarded, self.cfg.repeats, self.cfg.warmup, timer=self.timer, number=self.number)
+            reference = summarize(samples.get(f"{self.reference}\x00compiled", []))
+            for name, row in list(rows.items()):
+                if row.status != "timed":
+                    continue
+                failed = guarded[f"{name}\x00compiled"].error or guarded[f"{name}\x00eager"].error
+                if failed is not None:
+                    rows[name] = dataclasses.replace(row, status="error", error=failed)
+                    continue
+                compiled = summarize(samples[f"{name}\x00compiled"])
+                eager_stats = summarize(samples[f"{name}\x00eager"])
+                rows[name] = dataclasses.replace(
+                    row,
+                    compiled=compiled,
+                    eager=eager_stats,
+                    speedup=ratio(eager_stats, compiled),
+                    ratio=ratio(compiled, reference),
+                )
+        dynamo.reset()
+        self.compiled_steps.extend(rows[name] for name in self.subjects if name in rows)
+
     def host_syncs(self) -> None:
-        """Stage 5: host syncs per training step (``n/a`` off CUDA)."""
+        """Stage 6: host syncs per training step (``n/a`` off CUDA)."""
         point = self.cfg.sync_point
         inputs = make_inputs(point, device=self.device, seed=self.seed)
         for name in list(self.alive):
@@ -371,7 +484,7 @@ class _Run:
                 self.syncs[name] = HostSyncs(None, "the step raised", _describe_error(exc))
 
     def distances(self) -> tuple[Distance, ...]:
-        """Stage 6: measured p10 over ``max(FLOP floor, overhead floor)`` per timed cell."""
+        """Stage 7: measured p10 over ``max(FLOP floor, overhead floor)`` per timed cell."""
         if self.limit is None:
             return ()
         out: list[Distance] = []

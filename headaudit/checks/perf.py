@@ -12,10 +12,17 @@ dropout 0 where the constructor takes it (the rate read back is in the evidence)
 
 - ``perf.step-time``: the training step and the forward pass of the subject and of the
   bundled ``head.py`` (:func:`headaudit.subjects.bundled_reference`) on the same inputs,
-  calls interleaved one by one in this process, at batch 8/32/64 with 7 classes and
+  calls interleaved one by one in this process, at batch 1/8/32/64 with 7 classes and
   ``emb_dim`` 256; ratio = p10(subject) / p10(head.py). Beside each time: operators and
-  FLOPs of that step, the limit measured in the same run (per-operator overhead, matmul
-  FLOP rate) and the distance from ``max(FLOP floor, overhead floor)``. CPU always (one
+  FLOPs of that step and head.py's FLOPs of the same step, so each row says whether it
+  compares equal work (:func:`equal_work`; batch 1 is there for it: a head that attends
+  per sample does the batched heads' arithmetic only there), the limit measured in the
+  same run (per-operator overhead, matmul FLOP rate) and the distance from
+  ``max(FLOP floor, overhead floor)``. Where the config asks for it
+  (``compiled_points``, ``headaudit bench --compiled``), the training step under
+  ``torch.compile`` too: timed for a head without graph breaks, ``n/a`` with the count
+  and the first reason otherwise, ``error`` with the message when compiling raised (a
+  row of its own: the eager rows and the verdict stand). CPU always (one
   intra-op thread), CUDA too where present. Verdict: ``pass`` whenever every step was
   timed and compared; speed itself is not judged, because no threshold on a ratio or a
   distance would be measured rather than chosen (the floor is a bound no eager head
@@ -57,7 +64,7 @@ import torch
 from torch import nn
 
 from headaudit.bench.counts import host_syncs
-from headaudit.bench.grid import BenchConfig
+from headaudit.bench.grid import EQUAL_WORK, BenchConfig
 from headaudit.bench.results import BenchResult, GridPoint, SampleStats
 from headaudit.bench.run import Stage, run_bench
 from headaudit.bench.step import HeadFactory, forward_step, make_inputs, train_step
@@ -76,11 +83,13 @@ __all__ = [
     "NUM_HEADS",
     "ORDER",
     "REFERENCE",
+    "CompiledTiming",
     "DeviceTiming",
     "HostSyncMeasurement",
     "OpCountMeasurement",
     "StepTimeMeasurement",
     "Timing",
+    "equal_work",
     "host_syncs_from",
     "op_count_from",
     "per_class_costs",
@@ -100,7 +109,8 @@ SUBJECT = "subject"
 #: Where the smoke step runs before anything is timed or counted.
 SMOKE = GridPoint.of(4, 4, 32)
 
-_TIMES: tuple[Stage, ...] = ("limit", "times")
+
+_TIMES: tuple[Stage, ...] = ("limit", "times", "compiled")
 _COUNTS: tuple[Stage, ...] = ("scaling",)
 _SYNCS: tuple[Stage, ...] = ("host_syncs",)
 
@@ -201,6 +211,43 @@ class Timing:
     floor_s: float | None  # max of the two
     distance: float | None  # p10 / floor
     bound: str | None  # "flops" or "overhead"
+    reference_flops: int | None = None  # head.py's FLOPs of the same step at the same point
+    equal_work: bool | None = None  # equal_work(flops, reference_flops); None without both counts
+
+
+def equal_work(flops: int | None, reference_flops: int | None) -> bool | None:
+    """Whether two steps do the same arithmetic: FLOPs per step within :data:`EQUAL_WORK`
+    of each other (``None`` when either count is missing). Where they do, a time ratio
+    compares per-operator overhead and the code path; where they do not, part of the
+    ratio is the difference of work, to be read with the FLOP counts."""
+    if flops is None or reference_flops is None:
+        return None
+    larger = max(flops, reference_flops)
+    return larger == 0 or abs(flops - reference_flops) <= EQUAL_WORK * larger
+
+
+@dataclass(frozen=True)
+class CompiledTiming:
+    """The training step under ``torch.compile`` at one point (a :class:`CompiledStep`).
+
+    ``status`` ``"timed"``: ``compiled`` and ``eager`` were sampled interleaved in one
+    loop; ``speedup = p10(eager) / p10(compiled)``; ``ratio`` against head.py compiled
+    in the same loop (``None`` where head.py did not compile: it has graph breaks).
+    ``"n/a"``: ``graph_breaks`` breaks, the first ``reason``. ``"error"``: ``error``.
+    """
+
+    batch: int
+    num_classes: int
+    emb_dim: int
+    status: str
+    graph_breaks: int | None
+    reason: str | None
+    error: str | None
+    compile_s: float | None
+    compiled: SampleStats | None
+    eager: SampleStats | None
+    speedup: float | None
+    ratio: float | None
 
 
 @dataclass(frozen=True)
@@ -219,6 +266,7 @@ class DeviceTiming:
     matmul_n: int | None
     reference_is_subject: bool  # the run's head.py is this very subject (headaudit bench)
     rows: tuple[Timing, ...]
+    compiled: tuple[CompiledTiming, ...] = ()  # empty: the compiled step was not asked for
 
 
 @dataclass(frozen=True)
@@ -238,6 +286,7 @@ def timing_from(result: BenchResult, name: str, config: BenchConfig) -> DeviceTi
         if stats is None or reference is None:
             continue
         counted = result.counts_for(name, row.kind, row.point)
+        theirs = result.counts_for(result.reference, row.kind, row.point)
         far = next(
             (d for d in result.distances if d.subject == name and d.kind == row.kind and d.point == row.point), None
         )
@@ -257,8 +306,28 @@ def timing_from(result: BenchResult, name: str, config: BenchConfig) -> DeviceTi
                 floor_s=far.floor_s if far else None,
                 distance=far.distance if far else None,
                 bound=far.bound if far else None,
+                reference_flops=theirs.flops if theirs else None,
+                equal_work=equal_work(counted.flops if counted else None, theirs.flops if theirs else None),
             )
         )
+    compiled = tuple(
+        CompiledTiming(
+            batch=c.point.batch,
+            num_classes=c.point.num_classes,
+            emb_dim=c.point.emb_dim,
+            status=c.status,
+            graph_breaks=c.graph_breaks,
+            reason=c.reason,
+            error=c.error,
+            compile_s=c.compile_s,
+            compiled=c.compiled,
+            eager=c.eager,
+            speedup=c.speedup,
+            ratio=c.ratio,
+        )
+        for c in result.compiled
+        if c.subject == name
+    )
     limit = result.limit
     env = result.environment
     return DeviceTiming(
@@ -274,6 +343,7 @@ def timing_from(result: BenchResult, name: str, config: BenchConfig) -> DeviceTi
         matmul_n=limit.matmul_n if limit else None,
         reference_is_subject=name == result.reference,
         rows=tuple(rows),
+        compiled=compiled,
     )
 
 
@@ -300,6 +370,7 @@ def _judge_step_time(m: StepTimeMeasurement) -> Finding:
             return Finding("error", Msg("perf.step-time.nothing", {"device": d.device}))
         if any(r is None for r in (*train, *forward)):
             return Finding("error", Msg("perf.step-time.no_reference", {"device": d.device}))
+
         (t_lo, t_hi), (f_lo, f_hi) = _span([r for r in train if r]), _span([r for r in forward if r])
         params: dict[str, Any] = {
             "device": d.device,
@@ -317,6 +388,14 @@ def _judge_step_time(m: StepTimeMeasurement) -> Finding:
             parts.append(Msg("perf.step-time.on_device", {**params, "far_low": low, "far_high": high, "bound": bound}))
         else:
             parts.append(Msg("perf.step-time.on_device_no_floor", params))
+        for c in d.compiled:  # a row of its own; an n/a or error here is that row's, the eager rows stand
+            where = {"device": d.device, "batch": c.batch}
+            if c.status == "timed" and c.speedup is not None:
+                parts.append(Msg("perf.step-time.compiled_timed", {**where, "speedup": c.speedup}))
+            elif c.status == "n/a":
+                parts.append(Msg("perf.step-time.compiled_na", {**where, "breaks": c.graph_breaks or 0}))
+            else:
+                parts.append(Msg("perf.step-time.compiled_error", {**where, "error": c.error or "?"}))
     if not parts:
         return Finding("error", Msg("perf.step-time.nothing", {"device": "-"}))
     return Finding("pass", Msg("perf.step-time.pass", {"devices": parts}))

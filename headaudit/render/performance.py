@@ -26,6 +26,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from headaudit.bench.grid import EQUAL_WORK
 from headaudit.messages import Msg, render
 from headaudit.model import Report
 from headaudit.render._blocks import _check_block, _role, _role_table_head, _roles, _verdict, cell
@@ -143,7 +144,8 @@ def _step_tables(report: Report, roles: Sequence[str], lang: str) -> list[str]:
         lines += [f"### {_t('step_times', lang, device=device)}", ""]
         head = [_t("step", lang), _t("batch", lang), _t("classes", lang), "emb_dim"]
         for role in roles:
-            head += [_t("median", lang, role=_role(role, lang)), _t("ratio", lang, role=_role(role, lang))]
+            r = _role(role, lang)
+            head += [_t("median", lang, role=r), _t("ratio", lang, role=r), _t("work", lang, role=r)]
         rows = []
         for (kind, batch, classes, emb), by_role in _rows(report, roles, device):
             cells = [_kind(kind, lang), str(batch), str(classes), str(emb)]
@@ -151,11 +153,69 @@ def _step_tables(report: Report, roles: Sequence[str], lang: str) -> list[str]:
                 row = by_role.get(role)
                 stats = (row or {}).get("subject", {})
                 iqr = _ms(stats.get("iqr"))
-                cells += [f"{_ms(stats.get('median'))} ({iqr})" if row else "-", _times((row or {}).get("ratio"))]
+                cells += [
+                    f"{_ms(stats.get('median'))} ({iqr})" if row else "-",
+                    _times((row or {}).get("ratio")),
+                    _work(row or {}, lang),
+                ]
             rows.append(cells)
         lines += _table(head, rows)
+        lines += [_t("equal_work_how", lang, tolerance=100 * EQUAL_WORK), ""]
+        lines += _compiled(report, roles, device, lang)
         lines += _limit(report, roles, device, lang)
     return lines
+
+
+def _work(row: Mapping[str, Any], lang: str) -> str:
+    """The subject's FLOPs over head.py's at this row, marked where they are equal work."""
+    flops, theirs = _num(row.get("flops")), _num(row.get("reference_flops"))
+    if flops is None or theirs is None or theirs <= 0:
+        return "-"
+    return _t("work_equal" if row.get("equal_work") else "work_more", lang, ratio=flops / theirs)
+
+
+def _compiled(report: Report, roles: Sequence[str], device: str, lang: str) -> list[str]:
+    """The training step under torch.compile, or how to get it where it was not asked for."""
+    found = {role: list(d.get("compiled") or []) for role in roles if (d := _device(report, role, device))}
+    if not any(found.values()):
+        return [_t("compiled_missing", lang), ""]
+    first = next(row for rows in found.values() for row in rows)
+    where = {"batch": first.get("batch"), "classes": first.get("num_classes"), "emb": first.get("emb_dim")}
+    head = [
+        _t("compiled_subject", lang),
+        _t("batch", lang),
+        _t("compiled_median", lang),
+        _t("compiled_eager", lang),
+        _t("compiled_speedup", lang),
+        _t("compiled_ratio", lang),
+        _t("compiled_seconds", lang),
+    ]
+    rows = []
+    for role, entries in found.items():
+        for entry in entries:
+            cells = [_role(role, lang), str(entry.get("batch", "?"))]
+            status = entry.get("status")
+            if status == "timed":
+                compiled, eager = entry.get("compiled") or {}, entry.get("eager") or {}
+                seconds = _num(entry.get("compile_s"))
+                cells += [
+                    f"{_ms(compiled.get('median'))} ({_ms(compiled.get('iqr'))})",
+                    f"{_ms(eager.get('median'))} ({_ms(eager.get('iqr'))})",
+                    _times(entry.get("speedup")),
+                    _times(entry.get("ratio")),
+                    "-" if seconds is None else f"{seconds:.1f}",
+                ]
+            else:
+                if status == "n/a":
+                    reason, breaks = entry.get("reason"), entry.get("graph_breaks", "?")
+                    key = "compiled_na" if reason else "compiled_na_no_reason"
+                    shown = _t(key, lang, breaks=breaks, reason=reason or "")
+                else:
+                    shown = _t("compiled_error", lang, error=entry.get("error") or "?")
+                cells += [shown, "-", "-", "-", "-"]
+            rows.append(cells)
+    title = f"**{_t('compiled_title', lang, device=device)}**"
+    return [title, "", _t("compiled_how", lang, **where), "", *_table(head, rows)]
 
 
 def _limit(report: Report, roles: Sequence[str], device: str, lang: str) -> list[str]:
