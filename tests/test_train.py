@@ -298,6 +298,8 @@ def test_the_default_report_does_not_train_and_report_train_adds_the_section(
     assert main([*base, "--train", "--data", data, "--seeds", "2", "--steps", "2"]) == 0
     report = parse_json(capsys.readouterr().out)
     assert {r.check for r in report.results} >= {"train.eval-batch", "train.cluster-weight", "train.vs-baseline"}
+    # the reproduce command trains the same session
+    assert report.environment.args[-7:] == ("--train", "--seeds", "2", "--steps", "2", "--data", data)
     out = render_markdown(report, "zh")
     assert "## 缺陷在训练中的代价" in out
     assert "`train.eval-batch`" in out

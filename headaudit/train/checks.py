@@ -38,16 +38,13 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Generic, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 
 from headaudit.errors import CheckDefinitionError
 from headaudit.messages import Msg, has
 from headaudit.model import Finding
 from headaudit.names import Need, parse_needs
 from headaudit.train.stats import Interval
-
-if TYPE_CHECKING:
-    from headaudit.train.session import TrainSession
 
 __all__ = [
     "CLUSTER_LIMIT",
@@ -71,12 +68,21 @@ CLUSTER_LIMIT = 0.1
 CLUSTER_STEP_SHARE = 0.25
 
 
+class Session(Protocol):
+    """What a check reads of a training session (:class:`headaudit.train.session.Session`
+    is one; named by its methods so this module needs no import of the session's)."""
+
+    def eval_batch(self, role: str) -> EvalBatchMeasurement | Finding: ...
+    def cluster_weight(self, role: str) -> ClusterWeightMeasurement | Finding: ...
+    def versus(self, role: str, reference: str) -> VsMeasurement | Finding: ...
+
+
 @dataclass(frozen=True)
 class TrainCheck(Generic[M]):
     """A check measured on a training session (see the module docstring)."""
 
     id: str
-    measure: Callable[[TrainSession, str], M | Finding]
+    measure: Callable[[Session, str], M | Finding]
     judge: Callable[[M], Finding]
     needs: tuple[str, ...] = ()
     severity: str = "medium"
@@ -215,15 +221,15 @@ def judge_vs(m: VsMeasurement) -> Finding:
 # --- the records ------------------------------------------------------------------------
 
 
-def _measure_eval_batch(session: TrainSession, role: str) -> EvalBatchMeasurement | Finding:
+def _measure_eval_batch(session: Session, role: str) -> EvalBatchMeasurement | Finding:
     return session.eval_batch(role)
 
 
-def _measure_cluster(session: TrainSession, role: str) -> ClusterWeightMeasurement | Finding:
+def _measure_cluster(session: Session, role: str) -> ClusterWeightMeasurement | Finding:
     return session.cluster_weight(role)
 
 
-def _measure_vs(session: TrainSession, role: str) -> VsMeasurement | Finding:
+def _measure_vs(session: Session, role: str) -> VsMeasurement | Finding:
     return session.versus(role, "baseline")
 
 

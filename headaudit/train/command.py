@@ -25,7 +25,16 @@ if TYPE_CHECKING:
     from headaudit.train.loop import TrainConfig
     from headaudit.train.session import TrainSession
 
-__all__ = ["FULL_SEEDS", "FULL_STEPS", "QUICK_SEEDS", "QUICK_STEPS", "add_options", "cmd_train", "with_training"]
+__all__ = [
+    "FULL_SEEDS",
+    "FULL_STEPS",
+    "QUICK_SEEDS",
+    "QUICK_STEPS",
+    "add_options",
+    "cmd_train",
+    "reproduce_options",
+    "with_training",
+]
 
 QUICK_SEEDS = 5
 QUICK_STEPS = 300
@@ -115,12 +124,27 @@ def with_training(
     plots = _plots(session, Path(args.plots) if getattr(args, "plots", None) else None)
     if plots:
         section = {**section, "plots": plots}
+    environment = dataclasses.replace(report.environment, args=(*report.environment.args, *reproduce_options(args)))
     return dataclasses.replace(
         report,
+        environment=environment,
         checks=(*report.checks, *session.check_infos()),
         results=(*report.results, *session.results(list(subjects))),
         extra={**report.extra, "training": section},
     )
+
+
+def reproduce_options(args: argparse.Namespace) -> list[str]:
+    """The options that set this training session, for the report's reproduce command."""
+    options = ["--train"]
+    if args.full:
+        options.append("--full")
+    for flag, value in (("--seeds", args.seeds), ("--steps", args.steps), ("--data", args.data)):
+        if value is not None:
+            options += [flag, str(value)]
+    if args.imbalance is not None:
+        options += ["--imbalance", f"{args.imbalance:g}"]
+    return options
 
 
 def cmd_train(args: argparse.Namespace, subjects: Mapping[str, Subject], profile: Profile) -> int:
