@@ -13,6 +13,7 @@ worker, which computes the fixture once.
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import replace
@@ -113,17 +114,39 @@ def references() -> dict[str, Subject]:
     return {role: load_subject(spec, role) for role, spec in specs.items()}
 
 
+@contextlib.contextmanager
+def short_step_timing() -> Iterator[None]:
+    """``perf.step-time`` times two batch sizes (1 and 8) with three repeats instead of the
+    quick grid, for the full audits shared by the suite.
+
+    What those tests read of it is its verdict (every step timed and compared) and the
+    shape of its evidence, which a shorter grid gives as well; the quick grid itself is
+    what ``headaudit bench`` runs, timed by tests/test_perf.py. Every other check, the
+    operator counts included, keeps its configuration.
+    """
+    from headaudit.bench.grid import BenchConfig, GridPoint
+
+    quick = BenchConfig.quick()
+    points = tuple(GridPoint.of(batch, 7, 256) for batch in (1, 8))
+    short = replace(quick, points=points, repeats=3, warmup=1)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(BenchConfig, "quick", classmethod(lambda cls: short))
+        yield
+
+
 @pytest.fixture(scope="session")
 def reference_report(references: dict[str, Subject]) -> Report:
     """The full audit of the two references, run once (the same code path as the CLI)."""
-    return run_audit(references, REGISTRY, seed=0, profile=active_profile())
+    with short_step_timing():
+        return run_audit(references, REGISTRY, seed=0, profile=active_profile())
 
 
 @pytest.fixture(scope="session")
 def swapped_report(references: dict[str, Subject]) -> Report:
     """The same audit with the references in exchanged slots."""
     swapped = {"baseline": references["candidate"], "candidate": references["baseline"]}
-    return run_audit(swapped, REGISTRY, seed=0, profile=active_profile())
+    with short_step_timing():
+        return run_audit(swapped, REGISTRY, seed=0, profile=active_profile())
 
 
 _LOADED: dict[tuple[str, tuple[tuple[str, str], ...]], Subject] = {}

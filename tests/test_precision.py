@@ -21,7 +21,7 @@ from headaudit.model import Report, Result
 from headaudit.precision import computed_in, derived, observing, recording, tolerance
 from headaudit.profiles import active_profile
 from headaudit.runner import run_audit
-from tests.conftest import ROLES, LoadSubject, RunCheck
+from tests.conftest import ROLES, LoadSubject, RunCheck, short_step_timing
 
 F32_EPS = torch.finfo(torch.float32).eps
 
@@ -153,7 +153,8 @@ def extras_report(subject: LoadSubject) -> Report:
     candidate slot by ``reference_report``, in the baseline slot by ``swapped_report``.
     """
     extras = subject("precision_paths:Bfloat16Extras")
-    return run_audit({"baseline": extras, "candidate": extras}, REGISTRY, seed=0, profile=active_profile())
+    with short_step_timing():
+        return run_audit({"baseline": extras, "candidate": extras}, REGISTRY, seed=0, profile=active_profile())
 
 
 def _tolerances(value: object, path: str = "") -> dict[str, object]:
