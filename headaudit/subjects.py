@@ -187,6 +187,20 @@ def _installed_roots() -> tuple[Path, ...]:
     return tuple(roots)
 
 
+@functools.cache
+def _installed(where: str) -> bool:
+    """Whether the module file ``where`` lies under :func:`_installed_roots` (not the user's).
+
+    Kept per path: with torch loaded, every import of a subject walks thousands of modules,
+    and resolving each file's path again every time cost seconds per subject. An installed
+    file stays installed, so the answer cannot go stale; the user's files are read each time."""
+    path = Path(where)
+    if path.suffix not in (".py", ".pyw"):
+        return False
+    resolved = path.resolve()
+    return any(resolved.is_relative_to(root) for root in _installed_roots())
+
+
 def user_files(modules: Iterable[ModuleType], seen: dict[Path, str]) -> None:
     """Add the source files (path -> sha256 of the bytes) of ``modules`` that are the user's.
 
@@ -194,16 +208,15 @@ def user_files(modules: Iterable[ModuleType], seen: dict[Path, str]) -> None:
     subject's siblings, its package, and anything else on ``sys.path`` that is not an
     installed package (a project's own ``src/`` or an editable install).
     """
-    roots = _installed_roots()
     for module in modules:
         where = getattr(module, "__file__", None)
-        if not isinstance(where, str) or not where:
+        if not isinstance(where, str) or not where or _installed(where):
             continue
         path = Path(where)
         if path.suffix not in (".py", ".pyw") or not path.is_file():
             continue
         path = path.resolve()
-        if path in seen or any(path.is_relative_to(root) for root in roots):
+        if path in seen:
             continue
         with contextlib.suppress(OSError):
             seen[path] = hashlib.sha256(path.read_bytes()).hexdigest()
@@ -220,10 +233,13 @@ def _isolated_import(search_dir: Path, root: Path, seen: dict[Path, str] | None 
     before = set(sys.modules)
     # Modules of the same names as the folder's own, loaded from elsewhere, would shadow
     # the user's siblings: set them aside and put them back afterwards.
+    # (the folder's names are listed once, not once per loaded module: with torch loaded,
+    # sys.modules holds thousands, and each listing stats every entry of the folder)
+    local = _local_names(search_dir)
     shadowed = {
         name: module
         for name, module in list(sys.modules.items())
-        if name.split(".")[0] in _local_names(search_dir) and not _under(module, search_dir)
+        if name.split(".")[0] in local and not _under(module, search_dir)
     }
     for name in shadowed:
         del sys.modules[name]
