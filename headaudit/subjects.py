@@ -193,7 +193,8 @@ def _installed(where: str) -> bool:
 
     Kept per path: with torch loaded, every import of a subject walks thousands of modules,
     and resolving each file's path again every time cost seconds per subject. An installed
-    file stays installed, so the answer cannot go stale; the user's files are read each time."""
+    file stays installed, so the answer cannot go stale; the user's files are read each time.
+    (Absolute paths only: a relative one depends on the working folder.)"""
     path = Path(where)
     if path.suffix not in (".py", ".pyw"):
         return False
@@ -208,15 +209,16 @@ def user_files(modules: Iterable[ModuleType], seen: dict[Path, str]) -> None:
     subject's siblings, its package, and anything else on ``sys.path`` that is not an
     installed package (a project's own ``src/`` or an editable install).
     """
+    roots = _installed_roots()
     for module in modules:
         where = getattr(module, "__file__", None)
-        if not isinstance(where, str) or not where or _installed(where):
+        if not isinstance(where, str) or not where or (os.path.isabs(where) and _installed(where)):
             continue
         path = Path(where)
         if path.suffix not in (".py", ".pyw") or not path.is_file():
             continue
         path = path.resolve()
-        if path in seen:
+        if path in seen or any(path.is_relative_to(root) for root in roots):
             continue
         with contextlib.suppress(OSError):
             seen[path] = hashlib.sha256(path.read_bytes()).hexdigest()
