@@ -187,6 +187,21 @@ def _installed_roots() -> tuple[Path, ...]:
     return tuple(roots)
 
 
+@functools.cache
+def _installed(where: str) -> bool:
+    """Whether the module file ``where`` lies under :func:`_installed_roots` (not the user's).
+
+    Kept per path: with torch loaded, every import of a subject walks thousands of modules,
+    and resolving each file's path again every time cost seconds per subject. An installed
+    file stays installed, so the answer cannot go stale; the user's files are read each time.
+    (Absolute paths only: a relative one depends on the working folder.)"""
+    path = Path(where)
+    if path.suffix not in (".py", ".pyw"):
+        return False
+    resolved = path.resolve()
+    return any(resolved.is_relative_to(root) for root in _installed_roots())
+
+
 def user_files(modules: Iterable[ModuleType], seen: dict[Path, str]) -> None:
     """Add the source files (path -> sha256 of the bytes) of ``modules`` that are the user's.
 
@@ -197,7 +212,7 @@ def user_files(modules: Iterable[ModuleType], seen: dict[Path, str]) -> None:
     roots = _installed_roots()
     for module in modules:
         where = getattr(module, "__file__", None)
-        if not isinstance(where, str) or not where:
+        if not isinstance(where, str) or not where or (os.path.isabs(where) and _installed(where)):
             continue
         path = Path(where)
         if path.suffix not in (".py", ".pyw") or not path.is_file():
@@ -220,10 +235,13 @@ def _isolated_import(search_dir: Path, root: Path, seen: dict[Path, str] | None 
     before = set(sys.modules)
     # Modules of the same names as the folder's own, loaded from elsewhere, would shadow
     # the user's siblings: set them aside and put them back afterwards.
+    # (the folder's names are listed once, not once per loaded module: with torch loaded,
+    # sys.modules holds thousands, and each listing stats every entry of the folder)
+    local = _local_names(search_dir)
     shadowed = {
         name: module
         for name, module in list(sys.modules.items())
-        if name.split(".")[0] in _local_names(search_dir) and not _under(module, search_dir)
+        if name.split(".")[0] in local and not _under(module, search_dir)
     }
     for name in shadowed:
         del sys.modules[name]

@@ -51,7 +51,8 @@ LoadSubject = Callable[..., Subject]
 #: Costly session or module fixtures (``name``, or ``file::name`` for a module's own), and
 #: the xdist group of the tests that use them: the full audits of the references (both
 #: slots, exchanged, and head_optimal.py with bfloat16 extras), the hinted mutation score,
-#: the recordings the plugin and ``headaudit check`` tests start from, the tiny bench runs.
+#: the recordings the plugin and ``headaudit check`` tests start from, the tiny bench runs
+#: (the compiled one imports dynamo: about 10 s).
 SHARED: dict[str, str] = {
     "reference_report": "shared-audits",
     "swapped_report": "shared-audits",
@@ -60,6 +61,7 @@ SHARED: dict[str, str] = {
     "recorded_audit": "plugin-recording",
     "test_guard.py::project": "guard-recording",
     "test_perf.py::shared_report": "perf-shared-run",
+    "test_perf.py::compiled_run": "perf-compiled-run",
     "test_bench.py::tiny_result": "bench-tiny-run",
 }
 

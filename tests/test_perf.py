@@ -501,7 +501,8 @@ def test_report_plots_link_relative_paths(
     tmp_path: Path, tiny_config: Any, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     monkeypatch.chdir(tmp_path)
-    assert main(["report", "--only", "perf.op-count", "--plots", "charts"]) == 0
+    # without the control (a third op-count series to measure): the links do not depend on it
+    assert main(["report", "--only", "perf.op-count", "--control", "none", "--plots", "charts"]) == 0
     out = capsys.readouterr().out
     assert "![Operators per training step against num_classes](charts/ops-per-step.png)" in out
     assert "step-time-vs-batch.png" not in out  # nothing was timed: no batch chart
@@ -519,11 +520,21 @@ def test_report_plots_without_matplotlib(
     assert list(tmp_path.iterdir()) == []
 
 
-def test_the_control_is_a_third_subject_of_the_performance_section_only(capsys: pytest.CaptureFixture[str]) -> None:
+def test_the_control_is_a_third_subject_of_the_performance_section_only(
+    tiny_config: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
     """The bundled head_fixed.py is measured by the perf checks and nowhere else: a column
-    in the Performance tables, none in the other sections, ``only`` in the JSON."""
+    in the Performance tables, none in the other sections, ``only`` in the JSON.
+
+    The tiny config (:data:`TINY`, same num_classes series) keeps the op-count series cheap:
+    whether the control is a subject, and where it shows, does not depend on the sizes. One
+    run: the Markdown is rendered from its JSON report, as ``report`` renders its own."""
+    from headaudit.render.json import parse_json
+    from headaudit.render.markdown import render_markdown
+
     assert main(["report", "--only", "perf.op-count,forward.contract", "--format", "json"]) == 0
-    data = json.loads(capsys.readouterr().out)
+    text = capsys.readouterr().out
+    data = json.loads(text)
     control = [s for s in data["subjects"] if s["role"] == "control"]
     assert [(s["path"], s["only"]) for s in control] == [("headaudit:reference/head_fixed.py", "performance")]
     assert {(r["check"], r["subject"]) for r in data["results"] if r["subject"] == "control"} == {
@@ -532,8 +543,7 @@ def test_the_control_is_a_third_subject_of_the_performance_section_only(capsys: 
     ops = next(r for r in data["results"] if r["check"] == "perf.op-count" and r["subject"] == "control")
     assert ops["verdict"] == "pass"  # its measured counts, flat in num_classes
     assert len(set(ops["evidence"]["ops"])) == 1, ops["evidence"]
-    assert main(["report", "--only", "perf.op-count,forward.contract"]) == 0
-    md = capsys.readouterr().out
+    md = render_markdown(parse_json(text), "en")
     assert md.count("| check | baseline | candidate | control |") == 1  # the Performance table only
     assert "| check | baseline | candidate |\n" in md  # the contracts table keeps two columns
     assert "The control is measured in the Performance section only" in md
@@ -550,7 +560,10 @@ def test_the_control_is_a_third_subject_of_the_performance_section_only(capsys: 
         ["--no-bench", "--only", "forward.contract,perf.op-count"],  # no performance section to be in
     ],
 )
-def test_no_control_where_it_would_not_be_a_third_subject(args: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+def test_no_control_where_it_would_not_be_a_third_subject(
+    args: list[str], tiny_config: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """(The tiny config: which subjects are measured does not depend on the bench's sizes.)"""
     only = [] if "--only" in args else ["--only", "perf.op-count"]
     assert main(["report", *only, *args, "--format", "json"]) == 0
     data = json.loads(capsys.readouterr().out)
@@ -558,7 +571,8 @@ def test_no_control_where_it_would_not_be_a_third_subject(args: list[str], capsy
     assert all(s["only"] is None for s in data["subjects"])
 
 
-def test_a_named_control_is_loaded_like_any_subject(capsys: pytest.CaptureFixture[str]) -> None:
+def test_a_named_control_is_loaded_like_any_subject(tiny_config: Any, capsys: pytest.CaptureFixture[str]) -> None:
+    """(The tiny config: how the control is loaded does not depend on the bench's sizes.)"""
     vectorised = str(ROOT / "tests" / "subjects" / "perf_vectorised.py")
     assert main(["report", "--only", "perf.op-count", "--control", vectorised, "--format", "json"]) == 0
     data = json.loads(capsys.readouterr().out)
