@@ -321,6 +321,21 @@ def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root
 
 
+def _in_process(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], cwd: Path, *args: str
+) -> tuple[int, str, str]:
+    """``headaudit ARGS`` run in this process from ``cwd``: (exit code, stdout, stderr).
+
+    For the tests that are about what a command does, not about the process: it saves
+    each run the interpreter start and torch import of a subprocess. The subject files
+    are not edited between two runs of one test (a changed file is run in a subprocess)."""
+    monkeypatch.chdir(cwd)
+    capsys.readouterr()
+    code = main(list(args))
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
 def _copy(project: Path, folder: str, source: str) -> str:
     """``source`` as ``FOLDER/head_optimal.py``: the user's file, edited in place."""
     (project / folder).mkdir(exist_ok=True)
@@ -328,11 +343,13 @@ def _copy(project: Path, folder: str, source: str) -> str:
     return f"{folder}/head_optimal.py"
 
 
-def test_check_passes_on_the_recorded_files(project: Path) -> None:
-    out = headaudit("check", "--expect", "audit.json", cwd=project)
-    assert out.returncode == 0, out.stderr
-    assert out.stdout == ""
-    assert "no regressions against audit.json (8 results compared)" in out.stderr
+def test_check_passes_on_the_recorded_files(
+    project: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, stdout, stderr = _in_process(monkeypatch, capsys, project, "check", "--expect", "audit.json")
+    assert code == 0, stderr
+    assert stdout == ""
+    assert "no regressions against audit.json (8 results compared)" in stderr
 
 
 @pytest.mark.parametrize("slot", ["baseline", "candidate"])
@@ -445,13 +462,15 @@ def test_a_check_under_another_seed_or_profile_is_one_line_and_exit_2(
     assert out.out == ""
 
 
-def test_accept_mismatch_compares_and_says_why(project: Path) -> None:
+def test_accept_mismatch_compares_and_says_why(
+    project: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     """A seed-free check compared under another seed, accepted with a reason."""
     why = "nightly: seed sweep"
     args = ("--only", "static.host-syncs", "--seed", "3", "--accept-mismatch", why)
-    out = headaudit("check", "--expect", "audit.json", *args, cwd=project)
-    assert out.returncode == 0, out.stdout + out.stderr
-    assert f"headaudit: note: compared across runs: seed 3 (recorded 0), accepted: {why}" in out.stderr
+    code, stdout, stderr = _in_process(monkeypatch, capsys, project, "check", "--expect", "audit.json", *args)
+    assert code == 0, stdout + stderr
+    assert f"headaudit: note: compared across runs: seed 3 (recorded 0), accepted: {why}" in stderr
 
 
 def test_check_compares_the_exact_op_count_without_bench(project: Path, tmp_path: Path) -> None:
@@ -469,24 +488,27 @@ def test_check_compares_the_exact_op_count_without_bench(project: Path, tmp_path
     }
 
 
-def test_update_records_and_the_next_check_passes(tmp_path: Path) -> None:
+def test_update_records_and_the_next_check_passes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     shutil.copy(OPTIMAL, tmp_path / "head_optimal.py")
     config = '[tool.headaudit]\ncandidate = "head_optimal.py"\nexpect = "audit.json"\nseed = 3\n'
     (tmp_path / "pyproject.toml").write_text(config, encoding="utf-8")
     sub = tmp_path / "src"
     sub.mkdir()  # the config is found from a subfolder, its paths relative to its own folder
-    out = headaudit("check", "--update", "--only", "gate.convex,forward.contract", cwd=sub)
-    assert out.returncode == 1, out.stderr  # created: as pytest-regressions' --force-regen, it fails once
-    assert "(1 changes, exit 1 as --force-regen does)" in out.stderr
+    update = ("check", "--update", "--only", "gate.convex,forward.contract")
+    code, _, stderr = _in_process(monkeypatch, capsys, sub, *update)
+    assert code == 1, stderr  # created: as pytest-regressions' --force-regen, it fails once
+    assert "(1 changes, exit 1 as --force-regen does)" in stderr
     data = json.loads((tmp_path / "audit.json").read_text(encoding="utf-8"))
     assert data["environment"]["seed"] == 3
     assert {s["role"]: Path(s["path"]).name for s in data["subjects"]}["candidate"] == "head_optimal.py"
     assert {r["check"] for r in data["results"]} == {"gate.convex", "forward.contract"}
-    again = headaudit("check", cwd=sub)
-    assert again.returncode == 0, again.stderr
-    same = headaudit("check", "--update", "--only", "gate.convex,forward.contract", cwd=sub)
-    assert same.returncode == 0, same.stderr
-    assert "(nothing changed)" in same.stderr
+    code, _, stderr = _in_process(monkeypatch, capsys, sub, "check")
+    assert code == 0, stderr
+    code, _, stderr = _in_process(monkeypatch, capsys, sub, *update)
+    assert code == 0, stderr
+    assert "(nothing changed)" in stderr
 
 
 def test_update_over_a_regression_records_it_and_says_so(project: Path) -> None:
@@ -526,13 +548,16 @@ def test_bad_guard_input_is_one_line_and_exit_2(
     assert needle in out.stderr
 
 
-def test_flags_win_over_the_config(tmp_path: Path) -> None:
+def test_flags_win_over_the_config(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     (tmp_path / "pyproject.toml").write_text(
         "[tool.headaudit]\ncandidate = 'missing.py'\nlang = 'zh'\n", encoding="utf-8"
     )
-    out = headaudit("report", "--candidate", str(OPTIMAL), "--only", "gate.convex", "--lang", "en", cwd=tmp_path)
-    assert out.returncode == 0, out.stderr
-    assert "## Subjects" in out.stdout
-    zh = headaudit("report", "--candidate", str(OPTIMAL), "--only", "gate.convex", cwd=tmp_path)
-    assert zh.returncode == 0, zh.stderr
-    assert "## 被测文件" in zh.stdout
+    args = ("report", "--candidate", str(OPTIMAL), "--only", "gate.convex")
+    code, stdout, stderr = _in_process(monkeypatch, capsys, tmp_path, *args, "--lang", "en")
+    assert code == 0, stderr
+    assert "## Subjects" in stdout
+    code, stdout, stderr = _in_process(monkeypatch, capsys, tmp_path, *args)
+    assert code == 0, stderr
+    assert "## 被测文件" in stdout
