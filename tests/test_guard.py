@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 import shutil
 from pathlib import Path
 
@@ -327,8 +326,10 @@ def _in_process(
     """``headaudit ARGS`` run in this process from ``cwd``: (exit code, stdout, stderr).
 
     For the tests that are about what a command does, not about the process: it saves
-    each run the interpreter start and torch import of a subprocess. The subject files
-    are not edited between two runs of one test (a changed file is run in a subprocess)."""
+    each run the interpreter start and torch import of a subprocess. A subject file edited
+    between two runs is loaded again from its path (a loaded subject leaves nothing in
+    ``sys.modules``, and every edit changes the file's size, so no stale bytecode is
+    read); a run that still saw the old text would fail the test, not hide a regression."""
     monkeypatch.chdir(cwd)
     capsys.readouterr()
     code = main(list(args))
@@ -353,21 +354,25 @@ def test_check_passes_on_the_recorded_files(
 
 
 @pytest.mark.parametrize("slot", ["baseline", "candidate"])
-def test_a_mutant_fails_check_and_reverting_it_passes(project: Path, slot: str) -> None:
+def test_a_mutant_fails_check_and_reverting_it_passes(
+    project: Path, slot: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     expect = project / f"audit-{slot}.json"
     spec = _copy(project, f"in-{slot}", OPTIMAL.read_text(encoding="utf-8"))
-    out = headaudit("report", f"--{slot}", spec, "--only", CHECKS, "--no-bench", "--format", "json", cwd=project)
-    assert out.returncode == 0, out.stderr
-    expect.write_text(out.stdout, encoding="utf-8")
+    args = ("report", f"--{slot}", spec, "--only", CHECKS, "--no-bench", "--format", "json")
+    code, stdout, stderr = _in_process(monkeypatch, capsys, project, *args)
+    assert code == 0, stderr
+    expect.write_text(stdout, encoding="utf-8")
     _copy(project, f"in-{slot}", _mutant("sep-includes-own-class"))
-    bad = headaudit("check", "--expect", expect.name, cwd=project)  # the recorded subjects, by default
-    assert bad.returncode == 1, bad.stderr
-    lines = bad.stdout.splitlines()
+    # the recorded subjects, by default
+    code, stdout, stderr = _in_process(monkeypatch, capsys, project, "check", "--expect", expect.name)
+    assert code == 1, stderr
+    lines = stdout.splitlines()
     assert lines[0].startswith(f"regression: {slot} loss.separation-value: verdict: pass -> fail: ")
     assert all(line.startswith(f"regression: {slot} loss.separation-value: ") for line in lines)
     _copy(project, f"in-{slot}", OPTIMAL.read_text(encoding="utf-8"))
-    good = headaudit("check", "--expect", expect.name, cwd=project)
-    assert good.returncode == 0, good.stdout + good.stderr
+    code, stdout, stderr = _in_process(monkeypatch, capsys, project, "check", "--expect", expect.name)
+    assert code == 0, stdout + stderr
 
 
 def test_a_new_finding_under_a_known_failure_is_a_regression(project: Path) -> None:
@@ -392,7 +397,9 @@ def test_an_interface_change_is_reported(project: Path) -> None:
     assert "regression: candidate forward.contract: interface changed: constructor argument temperature:" in out.stdout
 
 
-def test_a_figure_a_thousand_times_worse_fails_check_and_three_times_does_not(tmp_path: Path) -> None:
+def test_a_figure_a_thousand_times_worse_fails_check_and_three_times_does_not(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     """The 1e-6 -> 1e-12 edit of the absent-class weight keeps every fingerprint but makes
     the shrink factor 1000x smaller: one regression line with both figures. An edit that
     moves it 3x is within what the guard lets figures move. Recorded under the ``dev``
@@ -402,22 +409,22 @@ def test_a_figure_a_thousand_times_worse_fails_check_and_three_times_does_not(tm
     term = "torch.sqrt(class_count + 1e-6)"
     assert source.count(term) == 1
     (tmp_path / "head_optimal.py").write_text(source, encoding="utf-8")
-    env = {k: v for k, v in os.environ.items() if k != "HYPOTHESIS_PROFILE"}
+    monkeypatch.delenv("HYPOTHESIS_PROFILE", raising=False)
     args = ("--candidate", "head_optimal.py", "--only", "weights.absent-classes", "--no-bench", "--profile", "dev")
-    out = headaudit("report", *args, "--format", "json", cwd=tmp_path, env=env)
-    assert out.returncode == 0, out.stderr
-    (tmp_path / "audit.json").write_text(out.stdout, encoding="utf-8")
-    recorded = json.loads(out.stdout)
+    code, stdout, stderr = _in_process(monkeypatch, capsys, tmp_path, "report", *args, "--format", "json")
+    assert code == 0, stderr
+    (tmp_path / "audit.json").write_text(stdout, encoding="utf-8")
+    recorded = json.loads(stdout)
     candidate = next(r for r in recorded["results"] if r["subject"] == "candidate")
     figures = {tuple(f["keys"]): f["figure"] for f in candidate["findings"] if "figure" in f}
     was = figures[("modes", "weights.mode.setting", "use_class_balanced=False")]
 
     edited = source.replace(term, "torch.sqrt(class_count + 1e-12)")
     (tmp_path / "head_optimal.py").write_text(edited, encoding="utf-8")
-    bad = headaudit("check", "--expect", "audit.json", cwd=tmp_path, env=env)
-    assert bad.returncode == 1, bad.stdout + bad.stderr
-    lines = bad.stdout.splitlines()
-    assert len(lines) == 1, bad.stdout
+    code, stdout, stderr = _in_process(monkeypatch, capsys, tmp_path, "check", "--expect", "audit.json")
+    assert code == 1, stdout + stderr
+    lines = stdout.splitlines()
+    assert len(lines) == 1, stdout
     head, _, moved = lines[0].partition(f": {was:g} -> ")
     assert head.startswith(
         "regression: candidate weights.absent-classes: worse figure: weights.absent-classes.mode_fail"
@@ -430,8 +437,9 @@ def test_a_figure_a_thousand_times_worse_fails_check_and_three_times_does_not(tm
     (tmp_path / "head_optimal.py").write_text(
         source.replace(term, "torch.sqrt(class_count + 1.1e-7)"), encoding="utf-8"
     )
-    small = headaudit("check", "--expect", "audit.json", cwd=tmp_path, env=env)  # sqrt(1e-6 / 1.1e-7): 3x smaller
-    assert small.returncode == 0, small.stdout + small.stderr
+    # sqrt(1e-6 / 1.1e-7): 3x smaller
+    code, stdout, stderr = _in_process(monkeypatch, capsys, tmp_path, "check", "--expect", "audit.json")
+    assert code == 0, stdout + stderr
 
 
 @pytest.mark.parametrize(
