@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from headaudit.cli import main
+
 ROOT = Path(__file__).resolve().parents[1]
 SUBJECTS = Path(__file__).parent / "subjects"
 
@@ -28,6 +30,23 @@ def headaudit(
         check=False,
         timeout=300,
     )
+
+
+def in_process(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], cwd: Path, *args: str
+) -> tuple[int, str, str]:
+    """``headaudit ARGS`` run in this process from ``cwd``: (exit code, stdout, stderr).
+
+    For the tests that are about what a command does, not about the process: it saves
+    each run the interpreter start and torch import of a subprocess. A subject file edited
+    between two runs is loaded again from its path (a loaded subject leaves nothing in
+    ``sys.modules``, and every edit changes the file's size, so no stale bytecode is
+    read); a run that still saw the old text would fail the test, not hide a regression."""
+    monkeypatch.chdir(cwd)
+    capsys.readouterr()
+    code = main(list(args))
+    out = capsys.readouterr()
+    return code, out.out, out.err
 
 
 def test_two_runs_with_the_same_seed_are_byte_identical_serial_or_in_two_workers() -> None:

@@ -25,7 +25,7 @@ from headaudit.model import CheckInfo, Finding, Report, Result
 from headaudit.registry import Check
 from tests.conftest import LoadSubject, RunCheck
 from tests.mutation.catalogue import MUTANTS, apply
-from tests.test_cli import headaudit
+from tests.test_cli import headaudit, in_process
 
 ROOT = Path(__file__).resolve().parents[1]
 OPTIMAL = ROOT / "reference" / "head_optimal.py"
@@ -320,23 +320,6 @@ def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root
 
 
-def _in_process(
-    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], cwd: Path, *args: str
-) -> tuple[int, str, str]:
-    """``headaudit ARGS`` run in this process from ``cwd``: (exit code, stdout, stderr).
-
-    For the tests that are about what a command does, not about the process: it saves
-    each run the interpreter start and torch import of a subprocess. A subject file edited
-    between two runs is loaded again from its path (a loaded subject leaves nothing in
-    ``sys.modules``, and every edit changes the file's size, so no stale bytecode is
-    read); a run that still saw the old text would fail the test, not hide a regression."""
-    monkeypatch.chdir(cwd)
-    capsys.readouterr()
-    code = main(list(args))
-    out = capsys.readouterr()
-    return code, out.out, out.err
-
-
 def _copy(project: Path, folder: str, source: str) -> str:
     """``source`` as ``FOLDER/head_optimal.py``: the user's file, edited in place."""
     (project / folder).mkdir(exist_ok=True)
@@ -347,7 +330,7 @@ def _copy(project: Path, folder: str, source: str) -> str:
 def test_check_passes_on_the_recorded_files(
     project: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    code, stdout, stderr = _in_process(monkeypatch, capsys, project, "check", "--expect", "audit.json")
+    code, stdout, stderr = in_process(monkeypatch, capsys, project, "check", "--expect", "audit.json")
     assert code == 0, stderr
     assert stdout == ""
     assert "no regressions against audit.json (8 results compared)" in stderr
@@ -360,41 +343,49 @@ def test_a_mutant_fails_check_and_reverting_it_passes(
     expect = project / f"audit-{slot}.json"
     spec = _copy(project, f"in-{slot}", OPTIMAL.read_text(encoding="utf-8"))
     args = ("report", f"--{slot}", spec, "--only", CHECKS, "--no-bench", "--format", "json")
-    code, stdout, stderr = _in_process(monkeypatch, capsys, project, *args)
+    code, stdout, stderr = in_process(monkeypatch, capsys, project, *args)
     assert code == 0, stderr
     expect.write_text(stdout, encoding="utf-8")
     _copy(project, f"in-{slot}", _mutant("sep-includes-own-class"))
     # the recorded subjects, by default
-    code, stdout, stderr = _in_process(monkeypatch, capsys, project, "check", "--expect", expect.name)
+    code, stdout, stderr = in_process(monkeypatch, capsys, project, "check", "--expect", expect.name)
     assert code == 1, stderr
     lines = stdout.splitlines()
     assert lines[0].startswith(f"regression: {slot} loss.separation-value: verdict: pass -> fail: ")
     assert all(line.startswith(f"regression: {slot} loss.separation-value: ") for line in lines)
     _copy(project, f"in-{slot}", OPTIMAL.read_text(encoding="utf-8"))
-    code, stdout, stderr = _in_process(monkeypatch, capsys, project, "check", "--expect", expect.name)
+    code, stdout, stderr = in_process(monkeypatch, capsys, project, "check", "--expect", expect.name)
     assert code == 0, stdout + stderr
 
 
-def test_a_new_finding_under_a_known_failure_is_a_regression(project: Path) -> None:
+def test_a_new_finding_under_a_known_failure_is_a_regression(
+    project: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     source = OPTIMAL.read_text(encoding="utf-8")
     anchor = "        distances = 1 - similarities\n"
     assert source.count(anchor) == 1
     spec = _copy(project, "synced", source.replace(anchor, anchor + "        _ = float(distances.sum().item())\n"))
-    out = headaudit("check", "--expect", "audit.json", "--candidate", spec, cwd=project)
-    assert out.returncode == 1, out.stderr
-    new = [line for line in out.stdout.splitlines() if "static.host-syncs" in line]
-    assert len(new) == 1, out.stdout  # the known failure stays; only the added place is new
+    code, stdout, stderr = in_process(
+        monkeypatch, capsys, project, "check", "--expect", "audit.json", "--candidate", spec
+    )
+    assert code == 1, stderr
+    new = [line for line in stdout.splitlines() if "static.host-syncs" in line]
+    assert len(new) == 1, stdout  # the known failure stays; only the added place is new
     assert new[0].startswith("regression: candidate static.host-syncs: new finding: site (head_optimal.py, ")
     assert "OptimalPrototypeLoss.forward, .item(), #1)" in new[0]
 
 
-def test_an_interface_change_is_reported(project: Path) -> None:
+def test_an_interface_change_is_reported(
+    project: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     source = OPTIMAL.read_text(encoding="utf-8")
     assert source.count("temperature: float = 10.0") == 1
     spec = _copy(project, "iface", source.replace("temperature: float = 10.0", "temperature: float = 12.0"))
-    out = headaudit("check", "--expect", "audit.json", "--candidate", spec, cwd=project)
-    assert out.returncode == 1, out.stderr
-    assert "regression: candidate forward.contract: interface changed: constructor argument temperature:" in out.stdout
+    code, stdout, stderr = in_process(
+        monkeypatch, capsys, project, "check", "--expect", "audit.json", "--candidate", spec
+    )
+    assert code == 1, stderr
+    assert "regression: candidate forward.contract: interface changed: constructor argument temperature:" in stdout
 
 
 def test_a_figure_a_thousand_times_worse_fails_check_and_three_times_does_not(
@@ -411,7 +402,7 @@ def test_a_figure_a_thousand_times_worse_fails_check_and_three_times_does_not(
     (tmp_path / "head_optimal.py").write_text(source, encoding="utf-8")
     monkeypatch.delenv("HYPOTHESIS_PROFILE", raising=False)
     args = ("--candidate", "head_optimal.py", "--only", "weights.absent-classes", "--no-bench", "--profile", "dev")
-    code, stdout, stderr = _in_process(monkeypatch, capsys, tmp_path, "report", *args, "--format", "json")
+    code, stdout, stderr = in_process(monkeypatch, capsys, tmp_path, "report", *args, "--format", "json")
     assert code == 0, stderr
     (tmp_path / "audit.json").write_text(stdout, encoding="utf-8")
     recorded = json.loads(stdout)
@@ -421,7 +412,7 @@ def test_a_figure_a_thousand_times_worse_fails_check_and_three_times_does_not(
 
     edited = source.replace(term, "torch.sqrt(class_count + 1e-12)")
     (tmp_path / "head_optimal.py").write_text(edited, encoding="utf-8")
-    code, stdout, stderr = _in_process(monkeypatch, capsys, tmp_path, "check", "--expect", "audit.json")
+    code, stdout, stderr = in_process(monkeypatch, capsys, tmp_path, "check", "--expect", "audit.json")
     assert code == 1, stdout + stderr
     lines = stdout.splitlines()
     assert len(lines) == 1, stdout
@@ -438,7 +429,7 @@ def test_a_figure_a_thousand_times_worse_fails_check_and_three_times_does_not(
         source.replace(term, "torch.sqrt(class_count + 1.1e-7)"), encoding="utf-8"
     )
     # sqrt(1e-6 / 1.1e-7): 3x smaller
-    code, stdout, stderr = _in_process(monkeypatch, capsys, tmp_path, "check", "--expect", "audit.json")
+    code, stdout, stderr = in_process(monkeypatch, capsys, tmp_path, "check", "--expect", "audit.json")
     assert code == 0, stdout + stderr
 
 
@@ -476,7 +467,7 @@ def test_accept_mismatch_compares_and_says_why(
     """A seed-free check compared under another seed, accepted with a reason."""
     why = "nightly: seed sweep"
     args = ("--only", "static.host-syncs", "--seed", "3", "--accept-mismatch", why)
-    code, stdout, stderr = _in_process(monkeypatch, capsys, project, "check", "--expect", "audit.json", *args)
+    code, stdout, stderr = in_process(monkeypatch, capsys, project, "check", "--expect", "audit.json", *args)
     assert code == 0, stdout + stderr
     assert f"headaudit: note: compared across runs: seed 3 (recorded 0), accepted: {why}" in stderr
 
@@ -505,28 +496,31 @@ def test_update_records_and_the_next_check_passes(
     sub = tmp_path / "src"
     sub.mkdir()  # the config is found from a subfolder, its paths relative to its own folder
     update = ("check", "--update", "--only", "gate.convex,forward.contract")
-    code, _, stderr = _in_process(monkeypatch, capsys, sub, *update)
+    code, _, stderr = in_process(monkeypatch, capsys, sub, *update)
     assert code == 1, stderr  # created: as pytest-regressions' --force-regen, it fails once
     assert "(1 changes, exit 1 as --force-regen does)" in stderr
     data = json.loads((tmp_path / "audit.json").read_text(encoding="utf-8"))
     assert data["environment"]["seed"] == 3
     assert {s["role"]: Path(s["path"]).name for s in data["subjects"]}["candidate"] == "head_optimal.py"
     assert {r["check"] for r in data["results"]} == {"gate.convex", "forward.contract"}
-    code, _, stderr = _in_process(monkeypatch, capsys, sub, "check")
+    code, _, stderr = in_process(monkeypatch, capsys, sub, "check")
     assert code == 0, stderr
-    code, _, stderr = _in_process(monkeypatch, capsys, sub, *update)
+    code, _, stderr = in_process(monkeypatch, capsys, sub, *update)
     assert code == 0, stderr
     assert "(nothing changed)" in stderr
 
 
-def test_update_over_a_regression_records_it_and_says_so(project: Path) -> None:
+def test_update_over_a_regression_records_it_and_says_so(
+    project: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     expect = project / "audit-update.json"
     expect.write_text((project / "audit.json").read_text(encoding="utf-8"), encoding="utf-8")
     spec = _copy(project, "update", _mutant("sep-includes-own-class"))
-    out = headaudit("check", "--update", "--expect", expect.name, "--candidate", spec, cwd=project)
-    assert out.returncode == 1
-    assert "headaudit: updated: candidate loss.separation-value: verdict: pass -> fail" in out.stderr
-    assert headaudit("check", "--expect", expect.name, "--candidate", spec, cwd=project).returncode == 0
+    args = ("check", "--expect", expect.name, "--candidate", spec)
+    code, _, stderr = in_process(monkeypatch, capsys, project, *args, "--update")
+    assert code == 1
+    assert "headaudit: updated: candidate loss.separation-value: verdict: pass -> fail" in stderr
+    assert in_process(monkeypatch, capsys, project, *args)[0] == 0
 
 
 @pytest.mark.parametrize(
@@ -563,9 +557,9 @@ def test_flags_win_over_the_config(
         "[tool.headaudit]\ncandidate = 'missing.py'\nlang = 'zh'\n", encoding="utf-8"
     )
     args = ("report", "--candidate", str(OPTIMAL), "--only", "gate.convex")
-    code, stdout, stderr = _in_process(monkeypatch, capsys, tmp_path, *args, "--lang", "en")
+    code, stdout, stderr = in_process(monkeypatch, capsys, tmp_path, *args, "--lang", "en")
     assert code == 0, stderr
     assert "## Subjects" in stdout
-    code, stdout, stderr = _in_process(monkeypatch, capsys, tmp_path, *args)
+    code, stdout, stderr = in_process(monkeypatch, capsys, tmp_path, *args)
     assert code == 0, stderr
     assert "## 被测文件" in stdout
