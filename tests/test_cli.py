@@ -40,8 +40,8 @@ def in_process(
     For the tests that are about what a command does, not about the process: it saves
     each run the interpreter start and torch import of a subprocess. A subject file edited
     between two runs is loaded again from its path (a loaded subject leaves nothing in
-    ``sys.modules``, and every edit changes the file's size, so no stale bytecode is
-    read); a run that still saw the old text would fail the test, not hide a regression."""
+    ``sys.modules`` and writes no bytecode); a run that still saw the old text would fail
+    the test, not hide a regression."""
     monkeypatch.chdir(cwd)
     capsys.readouterr()
     code = main(list(args))
