@@ -30,6 +30,7 @@ from headaudit.reference.head_optimal import HeadOptimal
 from headaudit.runner import run_check
 from headaudit.subjects import bundled_reference, load_subject, make_subject
 from tests.conftest import ROLES, SUBJECTS_DIR, LoadSubject, RunCheck
+from tests.test_cli import in_process
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -278,24 +279,31 @@ def test_a_map_leaves_a_subject_that_keeps_the_original_name_alone(
     assert result.evidence["missing"][0]["looked_for"] == "proto_loss_fn[diversity]"
 
 
-def test_maps_from_the_command_line_and_from_pyproject(tmp_path: Path) -> None:
+def test_maps_from_the_command_line_and_from_pyproject(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """In process (the maps are read from the command line and the config, not the process)."""
+
+    def run(*args: str, cwd: Path) -> tuple[int, str, str]:
+        return in_process(monkeypatch, capsys, cwd, *args)
+
     renamed = str(SUBJECTS_DIR / "renamed_ema.py")
     args = ["report", "--only", "ema.standard", "--candidate", renamed, "--format", "json"]
-    on_cli = json.loads(headaudit(*args, "--map", "=".join(_RENAMED[0]), cwd=tmp_path).stdout)
+    on_cli = json.loads(run(*args, "--map", "=".join(_RENAMED[0]), cwd=tmp_path)[1])
     assert on_cli["environment"]["maps"] == [list(_RENAMED[0])]
     assert "--map" in on_cli["environment"]["args"]
     (tmp_path / "pyproject.toml").write_text(
         '[tool.headaudit.map]\n"proto_manager.momentum_update" = "proto_manager.momentum_update_fixed"\n'
     )
-    from_file = json.loads(headaudit(*args, cwd=tmp_path).stdout)
+    from_file = json.loads(run(*args, cwd=tmp_path)[1])
     verdicts = {r["subject"]: r["verdict"] for r in from_file["results"]}
     assert verdicts["candidate"] == "pass"
-    md = headaudit("report", "--only", "ema.standard", "--candidate", renamed, cwd=tmp_path).stdout
+    md = run("report", "--only", "ema.standard", "--candidate", renamed, cwd=tmp_path)[1]
     assert "name maps in use: `proto_manager.momentum_update=proto_manager.momentum_update_fixed`" in md
     (tmp_path / "pyproject.toml").write_text("[tool.headaudit.map]\nx = 3\n")
-    bad = headaudit(*args, cwd=tmp_path)
-    assert bad.returncode == 2
-    assert "[tool.headaudit.map]" in bad.stderr
+    code, _, stderr = run(*args, cwd=tmp_path)
+    assert code == 2
+    assert "[tool.headaudit.map]" in stderr
 
 
 # --- 6. claim roll-ups -----------------------------------------------------------------

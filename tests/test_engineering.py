@@ -40,6 +40,7 @@ from headaudit.render.markdown import render_markdown
 from headaudit.runner import run_check
 from headaudit.subjects import Subject, bundled_reference, make_subject
 from tests.conftest import ROLES, RunCheck, part_of
+from tests.test_cli import in_process
 
 ROOT = Path(__file__).resolve().parents[1]
 MINE = (
@@ -615,7 +616,8 @@ def _cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str
     )  # fmt: skip
 
 
-def test_the_host_option(tmp_path: Path) -> None:
+def test_the_host_option(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    """The bad paths run in process (after the ``__pycache__`` check): one line, exit 2."""
     path = _copy_host(tmp_path / "project")
     out = _cli("report", "--only", "host.loss-dict", "--host", str(path), "--format", "json", cwd=tmp_path)
     assert out.returncode == 0, out.stderr
@@ -626,10 +628,10 @@ def test_the_host_option(tmp_path: Path) -> None:
     assert verdicts == {"baseline": "pass", "candidate": "fail"}
     assert not list(tmp_path.rglob("__pycache__"))
     for bad, needle in ((str(tmp_path / "nope.py"), "does not exist"), (f"{path}:Nope", "has no class 'Nope'")):
-        out = _cli("report", "--only", "host.loss-dict", "--host", bad)
-        assert out.returncode == 2
-        assert needle in out.stderr
-        assert len(out.stderr.strip().splitlines()) == 1
+        code, _, stderr = in_process(monkeypatch, capsys, tmp_path, "report", "--only", "host.loss-dict", "--host", bad)
+        assert code == 2
+        assert needle in stderr
+        assert len(stderr.strip().splitlines()) == 1
 
 
 # --- the bundled fix, pinned on its own (like tests/test_host_reference.py) -----------------------

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 import shutil
 from pathlib import Path
 
@@ -26,7 +25,7 @@ from headaudit.model import CheckInfo, Finding, Report, Result
 from headaudit.registry import Check
 from tests.conftest import LoadSubject, RunCheck
 from tests.mutation.catalogue import MUTANTS, apply
-from tests.test_cli import headaudit
+from tests.test_cli import headaudit, in_process
 
 ROOT = Path(__file__).resolve().parents[1]
 OPTIMAL = ROOT / "reference" / "head_optimal.py"
@@ -328,54 +327,70 @@ def _copy(project: Path, folder: str, source: str) -> str:
     return f"{folder}/head_optimal.py"
 
 
-def test_check_passes_on_the_recorded_files(project: Path) -> None:
-    out = headaudit("check", "--expect", "audit.json", cwd=project)
-    assert out.returncode == 0, out.stderr
-    assert out.stdout == ""
-    assert "no regressions against audit.json (8 results compared)" in out.stderr
+def test_check_passes_on_the_recorded_files(
+    project: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, stdout, stderr = in_process(monkeypatch, capsys, project, "check", "--expect", "audit.json")
+    assert code == 0, stderr
+    assert stdout == ""
+    assert "no regressions against audit.json (8 results compared)" in stderr
 
 
 @pytest.mark.parametrize("slot", ["baseline", "candidate"])
-def test_a_mutant_fails_check_and_reverting_it_passes(project: Path, slot: str) -> None:
+def test_a_mutant_fails_check_and_reverting_it_passes(
+    project: Path, slot: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     expect = project / f"audit-{slot}.json"
     spec = _copy(project, f"in-{slot}", OPTIMAL.read_text(encoding="utf-8"))
-    out = headaudit("report", f"--{slot}", spec, "--only", CHECKS, "--no-bench", "--format", "json", cwd=project)
-    assert out.returncode == 0, out.stderr
-    expect.write_text(out.stdout, encoding="utf-8")
+    args = ("report", f"--{slot}", spec, "--only", CHECKS, "--no-bench", "--format", "json")
+    code, stdout, stderr = in_process(monkeypatch, capsys, project, *args)
+    assert code == 0, stderr
+    expect.write_text(stdout, encoding="utf-8")
     _copy(project, f"in-{slot}", _mutant("sep-includes-own-class"))
-    bad = headaudit("check", "--expect", expect.name, cwd=project)  # the recorded subjects, by default
-    assert bad.returncode == 1, bad.stderr
-    lines = bad.stdout.splitlines()
+    # the recorded subjects, by default
+    code, stdout, stderr = in_process(monkeypatch, capsys, project, "check", "--expect", expect.name)
+    assert code == 1, stderr
+    lines = stdout.splitlines()
     assert lines[0].startswith(f"regression: {slot} loss.separation-value: verdict: pass -> fail: ")
     assert all(line.startswith(f"regression: {slot} loss.separation-value: ") for line in lines)
     _copy(project, f"in-{slot}", OPTIMAL.read_text(encoding="utf-8"))
-    good = headaudit("check", "--expect", expect.name, cwd=project)
-    assert good.returncode == 0, good.stdout + good.stderr
+    code, stdout, stderr = in_process(monkeypatch, capsys, project, "check", "--expect", expect.name)
+    assert code == 0, stdout + stderr
 
 
-def test_a_new_finding_under_a_known_failure_is_a_regression(project: Path) -> None:
+def test_a_new_finding_under_a_known_failure_is_a_regression(
+    project: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     source = OPTIMAL.read_text(encoding="utf-8")
     anchor = "        distances = 1 - similarities\n"
     assert source.count(anchor) == 1
     spec = _copy(project, "synced", source.replace(anchor, anchor + "        _ = float(distances.sum().item())\n"))
-    out = headaudit("check", "--expect", "audit.json", "--candidate", spec, cwd=project)
-    assert out.returncode == 1, out.stderr
-    new = [line for line in out.stdout.splitlines() if "static.host-syncs" in line]
-    assert len(new) == 1, out.stdout  # the known failure stays; only the added place is new
+    code, stdout, stderr = in_process(
+        monkeypatch, capsys, project, "check", "--expect", "audit.json", "--candidate", spec
+    )
+    assert code == 1, stderr
+    new = [line for line in stdout.splitlines() if "static.host-syncs" in line]
+    assert len(new) == 1, stdout  # the known failure stays; only the added place is new
     assert new[0].startswith("regression: candidate static.host-syncs: new finding: site (head_optimal.py, ")
     assert "OptimalPrototypeLoss.forward, .item(), #1)" in new[0]
 
 
-def test_an_interface_change_is_reported(project: Path) -> None:
+def test_an_interface_change_is_reported(
+    project: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     source = OPTIMAL.read_text(encoding="utf-8")
     assert source.count("temperature: float = 10.0") == 1
     spec = _copy(project, "iface", source.replace("temperature: float = 10.0", "temperature: float = 12.0"))
-    out = headaudit("check", "--expect", "audit.json", "--candidate", spec, cwd=project)
-    assert out.returncode == 1, out.stderr
-    assert "regression: candidate forward.contract: interface changed: constructor argument temperature:" in out.stdout
+    code, stdout, stderr = in_process(
+        monkeypatch, capsys, project, "check", "--expect", "audit.json", "--candidate", spec
+    )
+    assert code == 1, stderr
+    assert "regression: candidate forward.contract: interface changed: constructor argument temperature:" in stdout
 
 
-def test_a_figure_a_thousand_times_worse_fails_check_and_three_times_does_not(tmp_path: Path) -> None:
+def test_a_figure_a_thousand_times_worse_fails_check_and_three_times_does_not(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     """The 1e-6 -> 1e-12 edit of the absent-class weight keeps every fingerprint but makes
     the shrink factor 1000x smaller: one regression line with both figures. An edit that
     moves it 3x is within what the guard lets figures move. Recorded under the ``dev``
@@ -385,22 +400,22 @@ def test_a_figure_a_thousand_times_worse_fails_check_and_three_times_does_not(tm
     term = "torch.sqrt(class_count + 1e-6)"
     assert source.count(term) == 1
     (tmp_path / "head_optimal.py").write_text(source, encoding="utf-8")
-    env = {k: v for k, v in os.environ.items() if k != "HYPOTHESIS_PROFILE"}
+    monkeypatch.delenv("HYPOTHESIS_PROFILE", raising=False)
     args = ("--candidate", "head_optimal.py", "--only", "weights.absent-classes", "--no-bench", "--profile", "dev")
-    out = headaudit("report", *args, "--format", "json", cwd=tmp_path, env=env)
-    assert out.returncode == 0, out.stderr
-    (tmp_path / "audit.json").write_text(out.stdout, encoding="utf-8")
-    recorded = json.loads(out.stdout)
+    code, stdout, stderr = in_process(monkeypatch, capsys, tmp_path, "report", *args, "--format", "json")
+    assert code == 0, stderr
+    (tmp_path / "audit.json").write_text(stdout, encoding="utf-8")
+    recorded = json.loads(stdout)
     candidate = next(r for r in recorded["results"] if r["subject"] == "candidate")
     figures = {tuple(f["keys"]): f["figure"] for f in candidate["findings"] if "figure" in f}
     was = figures[("modes", "weights.mode.setting", "use_class_balanced=False")]
 
     edited = source.replace(term, "torch.sqrt(class_count + 1e-12)")
     (tmp_path / "head_optimal.py").write_text(edited, encoding="utf-8")
-    bad = headaudit("check", "--expect", "audit.json", cwd=tmp_path, env=env)
-    assert bad.returncode == 1, bad.stdout + bad.stderr
-    lines = bad.stdout.splitlines()
-    assert len(lines) == 1, bad.stdout
+    code, stdout, stderr = in_process(monkeypatch, capsys, tmp_path, "check", "--expect", "audit.json")
+    assert code == 1, stdout + stderr
+    lines = stdout.splitlines()
+    assert len(lines) == 1, stdout
     head, _, moved = lines[0].partition(f": {was:g} -> ")
     assert head.startswith(
         "regression: candidate weights.absent-classes: worse figure: weights.absent-classes.mode_fail"
@@ -413,8 +428,9 @@ def test_a_figure_a_thousand_times_worse_fails_check_and_three_times_does_not(tm
     (tmp_path / "head_optimal.py").write_text(
         source.replace(term, "torch.sqrt(class_count + 1.1e-7)"), encoding="utf-8"
     )
-    small = headaudit("check", "--expect", "audit.json", cwd=tmp_path, env=env)  # sqrt(1e-6 / 1.1e-7): 3x smaller
-    assert small.returncode == 0, small.stdout + small.stderr
+    # sqrt(1e-6 / 1.1e-7): 3x smaller
+    code, stdout, stderr = in_process(monkeypatch, capsys, tmp_path, "check", "--expect", "audit.json")
+    assert code == 0, stdout + stderr
 
 
 @pytest.mark.parametrize(
@@ -445,13 +461,15 @@ def test_a_check_under_another_seed_or_profile_is_one_line_and_exit_2(
     assert out.out == ""
 
 
-def test_accept_mismatch_compares_and_says_why(project: Path) -> None:
+def test_accept_mismatch_compares_and_says_why(
+    project: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     """A seed-free check compared under another seed, accepted with a reason."""
     why = "nightly: seed sweep"
     args = ("--only", "static.host-syncs", "--seed", "3", "--accept-mismatch", why)
-    out = headaudit("check", "--expect", "audit.json", *args, cwd=project)
-    assert out.returncode == 0, out.stdout + out.stderr
-    assert f"headaudit: note: compared across runs: seed 3 (recorded 0), accepted: {why}" in out.stderr
+    code, stdout, stderr = in_process(monkeypatch, capsys, project, "check", "--expect", "audit.json", *args)
+    assert code == 0, stdout + stderr
+    assert f"headaudit: note: compared across runs: seed 3 (recorded 0), accepted: {why}" in stderr
 
 
 def test_check_compares_the_exact_op_count_without_bench(project: Path, tmp_path: Path) -> None:
@@ -469,34 +487,40 @@ def test_check_compares_the_exact_op_count_without_bench(project: Path, tmp_path
     }
 
 
-def test_update_records_and_the_next_check_passes(tmp_path: Path) -> None:
+def test_update_records_and_the_next_check_passes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     shutil.copy(OPTIMAL, tmp_path / "head_optimal.py")
     config = '[tool.headaudit]\ncandidate = "head_optimal.py"\nexpect = "audit.json"\nseed = 3\n'
     (tmp_path / "pyproject.toml").write_text(config, encoding="utf-8")
     sub = tmp_path / "src"
     sub.mkdir()  # the config is found from a subfolder, its paths relative to its own folder
-    out = headaudit("check", "--update", "--only", "gate.convex,forward.contract", cwd=sub)
-    assert out.returncode == 1, out.stderr  # created: as pytest-regressions' --force-regen, it fails once
-    assert "(1 changes, exit 1 as --force-regen does)" in out.stderr
+    update = ("check", "--update", "--only", "gate.convex,forward.contract")
+    code, _, stderr = in_process(monkeypatch, capsys, sub, *update)
+    assert code == 1, stderr  # created: as pytest-regressions' --force-regen, it fails once
+    assert "(1 changes, exit 1 as --force-regen does)" in stderr
     data = json.loads((tmp_path / "audit.json").read_text(encoding="utf-8"))
     assert data["environment"]["seed"] == 3
     assert {s["role"]: Path(s["path"]).name for s in data["subjects"]}["candidate"] == "head_optimal.py"
     assert {r["check"] for r in data["results"]} == {"gate.convex", "forward.contract"}
-    again = headaudit("check", cwd=sub)
-    assert again.returncode == 0, again.stderr
-    same = headaudit("check", "--update", "--only", "gate.convex,forward.contract", cwd=sub)
-    assert same.returncode == 0, same.stderr
-    assert "(nothing changed)" in same.stderr
+    code, _, stderr = in_process(monkeypatch, capsys, sub, "check")
+    assert code == 0, stderr
+    code, _, stderr = in_process(monkeypatch, capsys, sub, *update)
+    assert code == 0, stderr
+    assert "(nothing changed)" in stderr
 
 
-def test_update_over_a_regression_records_it_and_says_so(project: Path) -> None:
+def test_update_over_a_regression_records_it_and_says_so(
+    project: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     expect = project / "audit-update.json"
     expect.write_text((project / "audit.json").read_text(encoding="utf-8"), encoding="utf-8")
     spec = _copy(project, "update", _mutant("sep-includes-own-class"))
-    out = headaudit("check", "--update", "--expect", expect.name, "--candidate", spec, cwd=project)
-    assert out.returncode == 1
-    assert "headaudit: updated: candidate loss.separation-value: verdict: pass -> fail" in out.stderr
-    assert headaudit("check", "--expect", expect.name, "--candidate", spec, cwd=project).returncode == 0
+    args = ("check", "--expect", expect.name, "--candidate", spec)
+    code, _, stderr = in_process(monkeypatch, capsys, project, *args, "--update")
+    assert code == 1
+    assert "headaudit: updated: candidate loss.separation-value: verdict: pass -> fail" in stderr
+    assert in_process(monkeypatch, capsys, project, *args)[0] == 0
 
 
 @pytest.mark.parametrize(
@@ -526,13 +550,16 @@ def test_bad_guard_input_is_one_line_and_exit_2(
     assert needle in out.stderr
 
 
-def test_flags_win_over_the_config(tmp_path: Path) -> None:
+def test_flags_win_over_the_config(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     (tmp_path / "pyproject.toml").write_text(
         "[tool.headaudit]\ncandidate = 'missing.py'\nlang = 'zh'\n", encoding="utf-8"
     )
-    out = headaudit("report", "--candidate", str(OPTIMAL), "--only", "gate.convex", "--lang", "en", cwd=tmp_path)
-    assert out.returncode == 0, out.stderr
-    assert "## Subjects" in out.stdout
-    zh = headaudit("report", "--candidate", str(OPTIMAL), "--only", "gate.convex", cwd=tmp_path)
-    assert zh.returncode == 0, zh.stderr
-    assert "## 被测文件" in zh.stdout
+    args = ("report", "--candidate", str(OPTIMAL), "--only", "gate.convex")
+    code, stdout, stderr = in_process(monkeypatch, capsys, tmp_path, *args, "--lang", "en")
+    assert code == 0, stderr
+    assert "## Subjects" in stdout
+    code, stdout, stderr = in_process(monkeypatch, capsys, tmp_path, *args)
+    assert code == 0, stderr
+    assert "## 被测文件" in stdout

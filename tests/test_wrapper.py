@@ -33,6 +33,7 @@ from headaudit.profiles import active_profile
 from headaudit.runner import run_check
 from headaudit.subjects import Subject
 from tests.conftest import ROLES, SUBJECTS_DIR
+from tests.test_cli import in_process
 
 WRAPPERS = SUBJECTS_DIR / "wrapper"
 TIMM = "ModuleNotFoundError: No module named 'timm'"
@@ -228,7 +229,11 @@ def _cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str
     )  # fmt: skip
 
 
-def test_the_wrapper_option(tmp_path: Path) -> None:
+def test_the_wrapper_option(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The bad paths run in process (one line, exit 2, no traceback: an exception escaping
+    ``main`` would fail the test the same way a traceback on stderr does)."""
     path = WRAPPERS / "timm_imagenet_exp.py"
     out = _cli("report", "--only", "trainer.detect,trainer.step", "--wrapper", str(path), "--format", "json")
     assert out.returncode == 0, out.stderr
@@ -241,9 +246,11 @@ def test_the_wrapper_option(tmp_path: Path) -> None:
         (str(tmp_path / "missing.py"), "does not exist"),
         (f"{path}:NoSuchClass", "has no class 'NoSuchClass'"),
     ):
-        out = _cli("report", "--only", "trainer.detect", "--wrapper", bad)
-        assert out.returncode == 2
-        assert needle in out.stderr
-        assert len(out.stderr.strip().splitlines()) == 1
-        assert "Traceback" not in out.stderr
+        code, _, stderr = in_process(
+            monkeypatch, capsys, tmp_path, "report", "--only", "trainer.detect", "--wrapper", bad
+        )
+        assert code == 2
+        assert needle in stderr
+        assert len(stderr.strip().splitlines()) == 1
+        assert "Traceback" not in stderr
     assert "--wrapper PATH[:CLASS]" in _cli("report", "--help").stdout
