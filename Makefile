@@ -28,7 +28,7 @@ lint: install
 
 # Spread over the cores with pytest-xdist: every test seeds itself, so verdicts match a serial run.
 test: lint
-	HYPOTHESIS_PROFILE=ci $(BIN)/python -m pytest -n auto
+	HYPOTHESIS_PROFILE=ci $(BIN)/python -m pytest -n auto --durations=25
 
 bench: install
 	$(BIN)/headaudit bench
