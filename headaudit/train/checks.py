@@ -154,7 +154,7 @@ class ClusterWeightMeasurement:
 
 def judge_cluster_weight(m: ClusterWeightMeasurement) -> Finding:
     params = {
-        "share": m.below_limit / m.measured if m.measured else 0.0,
+        "share": m.share_below,
         "limit": CLUSTER_LIMIT,
         "allowed": CLUSTER_STEP_SHARE,
         "median": m.median,

@@ -96,12 +96,12 @@ def _progress() -> Callable[[str], None]:
 
 
 def train_session(args: argparse.Namespace, subjects: Mapping[str, Subject], profile: Profile) -> TrainSession:
-    from headaudit.train.pool import default_workers
+    from headaudit.parallel import usable_cores
     from headaudit.train.session import run_session
 
     data = data_from(args)
     config = config_from(args)
-    return run_session(subjects, data, config, profile, workers=default_workers(), progress=_progress())
+    return run_session(subjects, data, config, profile, workers=usable_cores(), progress=_progress())
 
 
 def _plots(session: TrainSession, folder: Path | None) -> list[str]:

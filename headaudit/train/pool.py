@@ -1,38 +1,23 @@
-"""Spread (head, seed) runs over worker processes: a small fork-based pool.
+"""Spread (head, seed) runs over the audit's worker processes (:func:`headaudit.parallel.spread`).
 
 Each task is ``(HeadSpec, seed)``; with the session's data and config it is all a run needs
-(:func:`headaudit.train.loop.run_one` is a pure function of picklable inputs), so the runs
-can move onto any pool later. Workers are forked (``multiprocessing.get_context("fork")``):
-they start at once, with the modules already imported; each loads its subjects once. Results
-come back in task order whatever the workers' speed, so the numbers do not depend on the
-number of workers. Progress lines name each finished run.
+(:func:`headaudit.train.loop.run_one` is a pure function of picklable inputs). The workers
+are the audit's own: forked, so they start at once with the modules already imported;
+results come back in task order whatever the workers' speed, so the numbers do not depend
+on the number of workers; a worker that a subject ends (``os._exit``, a crash) costs that
+run alone, an ``error`` saying how it ended. Progress lines name each run as it starts.
 """
 
 from __future__ import annotations
 
-import multiprocessing
-import os
+import functools
 from collections.abc import Callable, Sequence
 
+from headaudit.parallel import Ended, can_fork, spread
 from headaudit.train.data import TrainData
 from headaudit.train.loop import HeadSpec, SeedRun, TrainConfig, run_one
 
-__all__ = ["default_workers", "run_all"]
-
-_Task = tuple[HeadSpec, TrainData, TrainConfig, int]
-
-
-def default_workers() -> int:
-    """One worker per core this process may use."""
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # not on Linux
-        return max(1, os.cpu_count() or 1)
-
-
-def _run(task: _Task) -> SeedRun:
-    head, data, config, seed = task
-    return run_one(head, data, config, seed)
+__all__ = ["run_all"]
 
 
 def run_all(
@@ -43,20 +28,27 @@ def run_all(
     workers: int = 1,
     progress: Callable[[str], None] | None = None,
 ) -> list[SeedRun]:
-    """Every task's run, in task order; ``workers`` <= 1 runs them in this process."""
-    jobs: list[_Task] = [(head, data, config, seed) for head, seed in tasks]
-    out: list[SeedRun] = []
+    """Every task's run, in task order; ``workers`` <= 1 (or no ``fork``) runs them in this process."""
 
-    def done(run: SeedRun) -> None:
-        out.append(run)
+    def started(index: int) -> None:
         if progress:
-            progress(f"trained {run.role} seed {run.seed} ({len(out)}/{len(jobs)}): {run.status}")
+            head, seed = tasks[index]
+            progress(f"training {head.role} seed {seed} ({index + 1}/{len(tasks)})")
 
-    if workers <= 1 or len(jobs) <= 1:
-        for job in jobs:
-            done(_run(job))
-        return out
-    with multiprocessing.get_context("fork").Pool(min(workers, len(jobs))) as pool:
-        for run in pool.imap(_run, jobs):
-            done(run)
-    return out
+    def train(index: int) -> SeedRun:
+        head, seed = tasks[index]
+        return run_one(head, data, config, seed)
+
+    if workers <= 1 or len(tasks) <= 1 or not can_fork():
+        serial: list[SeedRun] = []
+        for index in range(len(tasks)):
+            started(index)
+            serial.append(train(index))
+        return serial
+
+    def ended(index: int, how: Ended) -> SeedRun:
+        head, seed = tasks[index]
+        return SeedRun(head.role, seed, "error", f"the subject ended the worker process ({how.describe()})")
+
+    calls = [functools.partial(train, index) for index in range(len(tasks))]
+    return spread(calls, jobs=min(workers, len(tasks)), deadline=None, ended=ended, started=started)
