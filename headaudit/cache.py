@@ -27,7 +27,9 @@ working directory, else in it; ``HEADAUDIT_CACHE_DIR`` names another folder. The
 write creates it with a ``.gitignore`` of ``*`` and a ``CACHEDIR.TAG``, as pytest and
 ruff do. Entries are JSON files written atomically (a temporary file, then
 ``os.replace``); one that cannot be read or parsed is a miss, never a crash. The mutation
-score (:mod:`headaudit.mutation.score`) is cached the same way under ``mutation/``.
+score (:mod:`headaudit.mutation.score`) is cached the same way under ``mutation/``, and
+the tasks of a training session (runs and cluster weights, :mod:`headaudit.train.stored`)
+under ``training/``.
 """
 
 from __future__ import annotations
@@ -65,6 +67,7 @@ __all__ = [
     "mutation_key",
     "result_key",
     "source_hash",
+    "train_key",
     "usable",
 ]
 
@@ -177,6 +180,30 @@ def mutation_key(seed: int, profile: Profile, timeout: float | None, selection: 
     return _digest({"mutation": sorted(selection), **_environment(), **_settings(seed, profile, timeout)})
 
 
+def train_key(kind: str, subject: Subject, settings: Json, data: str, config: Json, profile: Profile) -> str:
+    """The key of one task of a training session (:mod:`headaudit.train.stored`): ``kind``
+    (a run at a seed, or the cluster weight over the seeds), the subject as in
+    :func:`result_key`, the constructor ``settings`` it is trained with, the ``data``
+    digest, the training ``config`` (with the seed or seeds) and the profile."""
+    return _digest(
+        {
+            "train": kind,
+            **_environment(),
+            "profile": profile.name,
+            "factor": profile.factor,
+            "maps": [list(entry) for entry in subject.names.entries],
+            "subject": {
+                "display": subject.display,
+                "class": subject.head_cls.__name__,
+                "files": [list(f) for f in subject.files],
+            },
+            "settings": settings,
+            "data": data,
+            "config": config,
+        }
+    )
+
+
 @dataclass
 class ResultCache:
     """Results stored under ``root`` (one JSON file per key), and what this run reused.
@@ -189,6 +216,9 @@ class ResultCache:
     root: Path
     reused: list[tuple[str, str]] = field(default_factory=list)
     measured: list[tuple[str, str]] = field(default_factory=list)
+    #: Tasks of training sessions (runs, cluster weights): how many the cache served, of all.
+    training_reused: int = 0
+    training_tasks: int = 0
 
     def _path(self, kind: str, key: str) -> Path:
         return self.root / kind / key[:2] / f"{key}.json"
@@ -253,15 +283,29 @@ class ResultCache:
     def store_mutation(self, key: str, score: dict[str, Json]) -> None:
         self._write("mutation", key, score)
 
+    def training(self, key: str) -> Json | None:
+        """The stored value of a training task (:mod:`headaudit.train.stored` reads it), or None."""
+        data = self._read("training", key)
+        return None if data is None else data.get("value")
+
+    def store_training(self, key: str, value: Json) -> None:
+        self._write("training", key, value)
+
     def summary(self) -> str | None:
-        """The stderr line of this run (None when no result was asked for)."""
+        """The stderr line of this run (None when no result or training task was asked for)."""
         total = len(self.reused) + len(self.measured)
-        if not total:
+        training = f"{self.training_reused} of {self.training_tasks} training runs and cluster weights"
+        if total:
+            line = f"cache: {len(self.reused)} of {total} results reused from {self.root}"
+            if self.measured and self.reused:
+                named = [f"{c} on {r}" for c, r in self.measured]
+                line += "; measured now: " + (", ".join(named) if len(named) <= 8 else f"{len(named)} results")
+            if self.training_tasks:
+                line += f"; {training} reused"
+        elif self.training_tasks:
+            line = f"cache: {training} reused from {self.root}"
+        else:
             return None
-        line = f"cache: {len(self.reused)} of {total} results reused from {self.root}"
-        if self.measured and self.reused:
-            named = [f"{c} on {r}" for c, r in self.measured]
-            line += "; measured now: " + (", ".join(named) if len(named) <= 8 else f"{len(named)} results")
         return line + " (--no-cache measures every one)"
 
 

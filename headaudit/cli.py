@@ -264,6 +264,12 @@ def _add_train_parser(sub: Any) -> None:
     train.add_argument("--map", action="append", default=[], metavar="CANONICAL=THEIRS", help=_MAP_HELP)
     train.add_argument("--json", metavar="FILE", help="also write the section, the verdicts and the timings as JSON")
     train.add_argument("--plots", metavar="DIR", help="write the loss curves as DIR/train_loss.png (the 'plots' extra)")
+    train.add_argument("--jobs", type=_jobs, default=None, metavar="N", help=_JOBS_HELP)
+    train.add_argument(
+        "--no-cache",
+        action="store_true",
+        help="train every run now, and time it: neither read nor write .headaudit_cache (HEADAUDIT_NO_CACHE=1 too)",
+    )
     train.add_argument("--debug", action="store_true", help="show tracebacks")
     add_train_options(train)
     train.set_defaults(timeout=None, profile=None)
@@ -305,6 +311,10 @@ def _add_check_parser(sub: Any) -> None:
     check.add_argument("--jobs", type=_jobs, default=None, metavar="N", help=_JOBS_HELP)
     check.add_argument("--accept-mismatch", metavar="WHY", help=_ACCEPT_HELP)
     check.add_argument("--no-cache", action="store_true", help=_NO_CACHE_HELP)
+    check.add_argument(
+        "--train", action="store_true", help="also train and compare the train.* checks (default: as recorded)"
+    )
+    add_train_options(check)
     check.add_argument("--debug", action="store_true", help="show tracebacks")
 
 
@@ -418,7 +428,11 @@ def _cmd_train(args: argparse.Namespace) -> int:
     from headaudit.train.command import cmd_train
 
     subjects = _load_subjects(args)[0]
-    return cmd_train(args, subjects, active_profile(args.profile))
+    cache = _cache(args)
+    try:
+        return cmd_train(args, subjects, active_profile(args.profile), cache)
+    finally:
+        _cache_line(cache)
 
 
 def _keep_hypothesis_files_out_of_cwd() -> None:
@@ -590,9 +604,13 @@ def _audit(
         jobs=getattr(args, "jobs", 1),
         cache=cache,
     )
-    _cache_line(cache)
     if any(c.group == "performance" for c in checks):
         report = _with_performance(report, ready.subjects, plots)
+    if args.train or args.config.get("train"):
+        from headaudit.train.command import with_training
+
+        report = with_training(report, args, _load_subjects(args)[0], ready.profile, cache)
+    _cache_line(cache)
     return report
 
 
@@ -609,11 +627,6 @@ def _cmd_report(args: argparse.Namespace) -> int:
     plots = _plots_dir(args.plots)
     cache = _cache(args)
     report = _audit(args, checks, plots, cache)
-    if args.train or args.config.get("train"):
-        from headaudit.profiles import active_profile
-        from headaudit.train.command import with_training
-
-        report = with_training(report, args, _load_subjects(args)[0], active_profile(args.profile))
     score: dict[str, Any] | None = None
     if args.mutation and not args.no_mutation:
         score = _keep_mutation(args, _mutation(args), cache).to_dict()
@@ -761,6 +774,15 @@ def _recorded(args: argparse.Namespace, expected: Report) -> None:
         args.seed = expected.environment.seed
     if args.profile is None and expected.environment.profile:
         args.profile = expected.environment.profile
+    if was.train:  # the recording trained: the comparison trains too, as the recording did
+        from headaudit.train.command import reproduce_options
+
+        args.train = True
+        for key in ("seeds", "steps", "data", "imbalance"):
+            if getattr(args, key, None) is None:
+                setattr(args, key, getattr(was, key))
+        args.full = args.full or was.full
+        args.recorded_training = reproduce_options(was)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -823,6 +845,13 @@ def _mismatch(args: argparse.Namespace, expected: Report, path: Path | None) -> 
         differs.append(f"seed {args.seed} (recorded {env.seed})")
     if args.profile != (env.profile or None):
         differs.append(f"profile {args.profile!r} (recorded {env.profile!r})")
+    recorded_training = getattr(args, "recorded_training", None)
+    if recorded_training is not None:
+        from headaudit.train.command import reproduce_options
+
+        if reproduce_options(args) != recorded_training:
+            now, was = " ".join(reproduce_options(args)), " ".join(recorded_training)
+            differs.append(f"training {now!r} (recorded {was!r})")
     if not differs:
         return None
     what = " and ".join(differs)

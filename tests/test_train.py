@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import re
 from pathlib import Path
 
 import numpy as np
@@ -328,9 +329,125 @@ def test_the_digits_backbone_gives_the_same_numbers_whatever_the_workers() -> No
     same losses and accuracies. (The training's first pool, multiprocessing's, gave numbers
     that differed from a serial run in the sixth digit after a few dozen steps; the audit's
     worker pool sets one thread before any op.)"""
-    subjects = {"baseline": _load("PerSample", "baseline"), "candidate": _load("BatchCentred", "candidate")}
+    subjects = {"baseline": _load("BatchCentred", "baseline")}  # one head: a run per worker
     config = TrainConfig(seeds=2, steps=40)  # the quick mode's width and batch
     data = digits_data(0)
     serial = json.dumps(_session(subjects, data, config=config).section(), sort_keys=True)
     forked = json.dumps(_session(subjects, data, workers=2, config=config).section(), sort_keys=True)
     assert serial == forked
+
+
+# --- the result cache serves a session's runs and cluster weights -----------------------------
+
+
+def _cached(subjects: dict[str, Subject], data: TrainData, folder: Path) -> tuple[TrainSession, tuple[int, int]]:
+    from headaudit.cache import ResultCache
+
+    cache = ResultCache(folder)
+    session = run_session(subjects, data, TINY, active_profile(None), cache=cache)
+    return session, (cache.training_reused, cache.training_tasks)
+
+
+def test_a_cached_session_is_the_session_it_stored_without_timings(tmp_path: Path) -> None:
+    data = load_npz(_npz(tmp_path, **_features()), 0)
+    subjects = {"baseline": _load("PerSample", "baseline"), "candidate": _load("BatchCentred", "candidate")}
+    first, counts = _cached(subjects, data, tmp_path / "cache")
+    heads = len(first.heads)  # baseline, candidate, candidate with use_class_balanced=True
+    assert counts == (0, heads * TINY.seeds + heads)  # a run per head and seed, a cluster weight per head
+    second, counts = _cached(subjects, data, tmp_path / "cache")
+    assert counts == (heads * TINY.seeds + heads,) * 2
+    assert json.dumps(second.section(), sort_keys=True) == json.dumps(first.section(), sort_keys=True)
+    assert second.results(["baseline", "candidate"]) == first.results(["baseline", "candidate"])
+    # a timing is not a function of the inputs: a served run has none, and says so
+    assert first.seconds_per_step("baseline") is not None
+    assert second.seconds_per_step("baseline") is None
+    assert second.section(timings=True)["heads"]["baseline"]["seconds_per_step"] is None
+    # the role is not part of a key: in exchanged slots the two heads' own tasks are served
+    # (the recommended configuration is now trained on the other head: measured)
+    swapped = {"baseline": _load("BatchCentred", "baseline"), "candidate": _load("PerSample", "candidate")}
+    again, counts = _cached(swapped, data, tmp_path / "cache")
+    assert counts == (2 * TINY.seeds + 2, heads * TINY.seeds + heads)
+    assert again.of("baseline")[0].balanced_accuracy == first.of("candidate")[0].balanced_accuracy
+
+
+def test_editing_a_head_retrains_it_alone_and_errors_are_not_kept(tmp_path: Path) -> None:
+    data = load_npz(_npz(tmp_path, **_features()), 0)
+    copy = tmp_path / "coupling.py"
+    copy.write_text(COUPLING.read_text(encoding="utf-8"), encoding="utf-8")
+    subjects = {"baseline": _load("PerSample", "baseline"), "candidate": load_subject(f"{copy}:BatchCentred")}
+    _cached(subjects, data, tmp_path / "cache")
+    with copy.open("a", encoding="utf-8") as out:
+        out.write("# an edit that changes no behaviour\n")
+    subjects["candidate"] = load_subject(f"{copy}:BatchCentred", "candidate")
+    _, (reused, total) = _cached(subjects, data, tmp_path / "cache")
+    assert reused == TINY.seeds + 1  # the baseline's runs and cluster weight; the candidate's (both settings) anew
+    # a head that raises: its runs end in error, which is measured again every time
+    raising = {
+        "baseline": _load("PerSample", "baseline"),
+        "candidate": load_subject(str(SUBJECTS_DIR / "forward_raises.py")),
+    }
+    first, _ = _cached(raising, data, tmp_path / "cache")
+    errors = sum(r.status == "error" for r in first.runs) + sum(
+        getattr(m, "verdict", None) == "error" for m in first.cluster.values()
+    )
+    assert errors >= TINY.seeds
+    _, (reused, total) = _cached(raising, data, tmp_path / "cache")
+    assert reused == total - errors
+
+
+def test_train_twice_serves_the_runs_and_says_they_were_not_timed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from headaudit.cli import main
+
+    monkeypatch.delenv("HEADAUDIT_NO_CACHE")
+    monkeypatch.setenv("HEADAUDIT_CACHE_DIR", str(tmp_path / "cache"))
+    args = ["train", "--data", str(_npz(tmp_path, **_features())), "--seeds", "2", "--steps", "2"]
+    assert main([*args, "--json", str(tmp_path / "first.json")]) == 0
+    first = capsys.readouterr()
+    assert "Time per training step" in first.out
+    assert "cache: 0 of " in first.err
+    assert main([*args, "--json", str(tmp_path / "second.json")]) == 0
+    second = capsys.readouterr()
+    assert "Not timed now, served from the result cache: baseline, candidate, control" in second.out
+    assert "Time per training step" not in second.out
+    served = re.search(r"cache: (\d+) of (\d+) training runs and cluster weights reused", second.err)
+    assert served is not None, second.err
+    assert served.group(1) == served.group(2), second.err
+    one, two = (json.loads((tmp_path / f"{n}.json").read_text(encoding="utf-8")) for n in ("first", "second"))
+    for payload in (one, two):
+        for head in payload["training"]["heads"].values():
+            head.pop("seconds_per_step"), head.pop("cpu_seconds_per_step")
+    assert one == two
+    assert main([*args, "--no-cache"]) == 0
+    assert "Time per training step" in capsys.readouterr().out
+
+
+# --- headaudit check compares what the recording trained --------------------------------------
+
+
+def test_check_trains_as_recorded_and_a_coupled_head_is_a_regression(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from headaudit.cli import main
+
+    data = str(_npz(tmp_path, **_features()))
+    expect = tmp_path / "audit.json"
+    base = ["check", "--expect", str(expect), "--only", "static.data-writes"]
+    plain = ["--candidate", f"{COUPLING}:PerSample"]
+    assert main([*base, *plain, "--update", "--train", "--data", data, "--seeds", "2", "--steps", "2"]) == 1
+    recorded = json.loads(expect.read_text(encoding="utf-8"))
+    assert {r["check"] for r in recorded["results"]} >= {"train.eval-batch", "train.cluster-weight"}
+    capsys.readouterr()
+    assert main([*base, *plain]) == 0  # no --train: the recording trained, so the comparison does
+    err = capsys.readouterr().err
+    compared = re.search(r"no regressions against .* \((\d+) results compared\)", err)
+    assert compared is not None, err
+    assert int(compared.group(1)) == len(recorded["results"])
+    # the candidate's prediction of a sample now depends on its batch: train.eval-batch regresses
+    assert main([*base, "--candidate", f"{COUPLING}:BatchCentred"]) == 1
+    out = capsys.readouterr().out
+    assert "regression: candidate train.eval-batch: verdict: pass ->" in out
+    # a comparison with another training session is refused, as another seed is
+    assert main([*base, *plain, "--seeds", "3"]) == 2
+    assert "training '--train --seeds 3" in capsys.readouterr().err

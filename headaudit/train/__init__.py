@@ -6,7 +6,8 @@ the control the same way, per seed, and measures what the unit checks state in o
 - :mod:`headaudit.train.data`: the bundled digits made long-tailed with the ISIC 2018 ratios,
   or the user's own features (``--data FILE.npz``);
 - :mod:`headaudit.train.loop`: one (head, seed) run, a pure function of picklable inputs;
-- :mod:`headaudit.train.pool`: the runs spread over forked worker processes;
+- :mod:`headaudit.train.pool`: the runs and cluster weights spread over the audit's workers;
+- :mod:`headaudit.train.stored`: their keys and JSON form in the result cache;
 - :mod:`headaudit.train.stats`: means with 95 % t-intervals and paired differences;
 - :mod:`headaudit.train.session`: every run of a session and the measurements from them;
 - :mod:`headaudit.train.checks`: the ``train.*`` checks (pure judges);

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 from headaudit.errors import ConfigError
 
 if TYPE_CHECKING:
+    from headaudit.cache import ResultCache
     from headaudit.model import Report
     from headaudit.profiles import Profile
     from headaudit.subjects import Subject
@@ -95,13 +96,17 @@ def _progress() -> Callable[[str], None]:
     return lambda line: print(f"headaudit: {line}", file=sys.stderr, flush=True)
 
 
-def train_session(args: argparse.Namespace, subjects: Mapping[str, Subject], profile: Profile) -> TrainSession:
+def train_session(
+    args: argparse.Namespace, subjects: Mapping[str, Subject], profile: Profile, cache: ResultCache | None = None
+) -> TrainSession:
+    """The session ``args`` ask for, its tasks over ``--jobs`` workers (default: every usable core)."""
     from headaudit.parallel import usable_cores
     from headaudit.train.session import run_session
 
     data = data_from(args)
     config = config_from(args)
-    return run_session(subjects, data, config, profile, workers=usable_cores(), progress=_progress())
+    workers = getattr(args, "jobs", None) or usable_cores()
+    return run_session(subjects, data, config, profile, workers=workers, progress=_progress(), cache=cache)
 
 
 def _plots(session: TrainSession, folder: Path | None) -> list[str]:
@@ -116,10 +121,14 @@ def _plots(session: TrainSession, folder: Path | None) -> list[str]:
 
 
 def with_training(
-    report: Report, args: argparse.Namespace, subjects: Mapping[str, Subject], profile: Profile
+    report: Report,
+    args: argparse.Namespace,
+    subjects: Mapping[str, Subject],
+    profile: Profile,
+    cache: ResultCache | None = None,
 ) -> Report:
     """``report`` with the training section and the ``train.*`` results (``report --train``)."""
-    session = train_session(args, subjects, profile)
+    session = train_session(args, subjects, profile, cache)
     section = session.section()
     plots = _plots(session, Path(args.plots) if getattr(args, "plots", None) else None)
     if plots:
@@ -147,15 +156,20 @@ def reproduce_options(args: argparse.Namespace) -> list[str]:
     return options
 
 
-def cmd_train(args: argparse.Namespace, subjects: Mapping[str, Subject], profile: Profile) -> int:
-    """Train, print the section (Markdown, ``--lang``) with seconds per step; ``--json FILE`` too."""
+def cmd_train(
+    args: argparse.Namespace, subjects: Mapping[str, Subject], profile: Profile, cache: ResultCache | None = None
+) -> int:
+    """Train, print the section (Markdown, ``--lang``) with seconds per step; ``--json FILE`` too.
+
+    Runs the cache served were not timed now: the timing line says which heads, and
+    ``--no-cache`` trains and times every run."""
     from headaudit.messages import Msg, render
     from headaudit.render.training import render_training
 
     target = None if args.json is None else Path(args.json)
     if target is not None and (target.is_dir() or not target.parent.is_dir()):
         raise ConfigError(f"--json {args.json!r} is not a file in an existing folder; name a file such as train.json")
-    session = train_session(args, subjects, profile)
+    session = train_session(args, subjects, profile, cache)
     section = session.section(timings=True, curves=True)
     results = session.results(list(subjects))
     plots = _plots(session, Path(args.plots) if args.plots else None)
@@ -166,7 +180,12 @@ def cmd_train(args: argparse.Namespace, subjects: Mapping[str, Subject], profile
         for role, e in section["heads"].items()
         if e.get("seconds_per_step")
     )  # fmt: skip
-    lines += [render(Msg("train.section.timing", {"timing": timing}), args.lang), ""]
+    untimed = ", ".join(role for role, e in section["heads"].items() if e["summary"] and not e.get("seconds_per_step"))
+    if timing:
+        lines.append(render(Msg("train.section.timing", {"timing": timing}), args.lang))
+    if untimed:
+        lines.append(render(Msg("train.section.untimed", {"roles": untimed}), args.lang))
+    lines.append("")
     sys.stdout.write("\n".join(lines))
     sys.stdout.flush()
     if target is not None:

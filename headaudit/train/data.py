@@ -22,6 +22,7 @@ Nothing here needs scikit-learn except :func:`digits_data`; the ``.npz`` path wo
 
 from __future__ import annotations
 
+import hashlib
 import math
 import zipfile
 from dataclasses import dataclass
@@ -80,6 +81,19 @@ class TrainData:
     def feature_dim(self) -> int:
         """``D`` of the user's features (the backbone's width is the run's own for images)."""
         return int(self.train_x.shape[-1])
+
+    def digest(self) -> str:
+        """sha256 over the kind, class count and every array (dtype, shape, bytes): what a
+        run's cache key names of its data (the source's path is not: its content is)."""
+        out = hashlib.sha256(f"{self.kind}\0{self.num_classes}\0".encode())
+        for array in (self.train_x, self.train_y, self.test_x, self.test_y, self.train_global, self.test_global):
+            if array is None:
+                out.update(b"none\0")
+                continue
+            contiguous = np.ascontiguousarray(array)
+            out.update(f"{contiguous.dtype.str}{contiguous.shape}\0".encode())
+            out.update(contiguous.tobytes())
+        return out.hexdigest()
 
     def to_dict(self) -> dict[str, object]:
         return {

@@ -115,8 +115,8 @@ class SeedRun:
     losses: tuple[float, ...] = ()
     same_class_cosine: float | None = None
     other_class_cosine: float | None = None
-    seconds_per_step: float = 0.0  # wall clock
-    cpu_seconds_per_step: float = 0.0  # this process's CPU time: what an idle core would take
+    seconds_per_step: float | None = None  # wall clock; None: not timed (served from the cache)
+    cpu_seconds_per_step: float | None = None  # this process's CPU time: what an idle core would take
 
 
 class DigitsBackbone(nn.Module):

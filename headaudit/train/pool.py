@@ -1,54 +1,52 @@
-"""Spread (head, seed) runs over the audit's worker processes (:func:`headaudit.parallel.spread`).
+"""Spread a session's tasks (runs and cluster measurements) over the audit's worker processes.
 
-Each task is ``(HeadSpec, seed)``; with the session's data and config it is all a run needs
-(:func:`headaudit.train.loop.run_one` is a pure function of picklable inputs). The workers
-are the audit's own: forked, so they start at once with the modules already imported;
-results come back in task order whatever the workers' speed, so the numbers do not depend
-on the number of workers; a worker that a subject ends (``os._exit``, a crash) costs that
-run alone, an ``error`` saying how it ended. Progress lines name each run as it starts.
+A :class:`Task` is a call of picklable inputs with a label for the progress line and the
+result to give when its worker ends before answering. The workers are the audit's own
+(:func:`headaudit.parallel.spread`): forked, so they start at once with the modules and the
+loaded subjects already there; results come back in task order whatever the workers'
+speed, so the numbers do not depend on the number of workers; a worker that a subject ends
+(``os._exit``, a crash) costs that task alone, its ``ended`` result saying how it ended.
 """
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
 
 from headaudit.parallel import Ended, can_fork, spread
-from headaudit.train.data import TrainData
-from headaudit.train.loop import HeadSpec, SeedRun, TrainConfig, run_one
 
-__all__ = ["run_all"]
+__all__ = ["Task", "run_tasks"]
 
 
-def run_all(
-    tasks: Sequence[tuple[HeadSpec, int]],
-    data: TrainData,
-    config: TrainConfig,
-    *,
-    workers: int = 1,
-    progress: Callable[[str], None] | None = None,
-) -> list[SeedRun]:
-    """Every task's run, in task order; ``workers`` <= 1 (or no ``fork``) runs them in this process."""
+@dataclass(frozen=True)
+class Task:
+    """One unit of a session: ``call()`` gives its result, ``ended(how)`` the result of a
+    worker that ended first; ``label`` names it in the progress line."""
+
+    label: str
+    call: Callable[[], Any]
+    ended: Callable[[Ended], Any]
+
+
+def run_tasks(tasks: Sequence[Task], *, workers: int = 1, progress: Callable[[str], None] | None = None) -> list[Any]:
+    """Every task's result, in task order; ``workers`` <= 1 (or no ``fork``) runs them in this process."""
 
     def started(index: int) -> None:
         if progress:
-            head, seed = tasks[index]
-            progress(f"training {head.role} seed {seed} ({index + 1}/{len(tasks)})")
-
-    def train(index: int) -> SeedRun:
-        head, seed = tasks[index]
-        return run_one(head, data, config, seed)
+            progress(f"{tasks[index].label} ({index + 1}/{len(tasks)})")
 
     if workers <= 1 or len(tasks) <= 1 or not can_fork():
-        serial: list[SeedRun] = []
-        for index in range(len(tasks)):
+        serial: list[Any] = []
+        for index, task in enumerate(tasks):
             started(index)
-            serial.append(train(index))
+            serial.append(task.call())
         return serial
-
-    def ended(index: int, how: Ended) -> SeedRun:
-        head, seed = tasks[index]
-        return SeedRun(head.role, seed, "error", f"the subject ended the worker process ({how.describe()})")
-
-    calls = [functools.partial(train, index) for index in range(len(tasks))]
-    return spread(calls, jobs=min(workers, len(tasks)), deadline=None, ended=ended, started=started)
+    calls = [task.call for task in tasks]
+    return spread(
+        calls,
+        jobs=min(workers, len(tasks)),
+        deadline=None,
+        ended=lambda index, how: tasks[index].ended(how),
+        started=started,
+    )

@@ -2,8 +2,10 @@
 
 :func:`run_session` trains the baseline, the candidate and the control (and the candidate
 under the original report's recommended configuration, ``use_class_balanced=True``, where it
-takes that setting) with :func:`headaudit.train.loop.run_one`, spread over worker processes
-(:mod:`headaudit.train.pool`), then computes, per head, the means over seeds with their 95 %
+takes that setting) with :func:`headaudit.train.loop.run_one` and measures each head's cluster
+weight on the same batches, every task in a worker process (:mod:`headaudit.train.pool`) and
+served by the result cache where nothing it depends on changed
+(:mod:`headaudit.train.stored`), then computes, per head, the means over seeds with their 95 %
 intervals and, per pair, the paired differences. The ``train.*`` checks read their
 measurements from it (:mod:`headaudit.train.checks`) and it turns into the report's training
 section (:meth:`TrainSession.section`, without wall-clock times, so that the section is
@@ -12,17 +14,20 @@ byte-identical for a seed) and into ``headaudit train``'s table.
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 import torch
 
 from headaudit.build import accepts_keyword, read_setting
 from headaudit.messages import Msg
-from headaudit.model import CheckInfo, Finding, Result, freeze_evidence, freeze_msg, to_evidence
+from headaudit.model import CheckInfo, Finding, Json, Result, freeze_evidence, freeze_msg, to_evidence
+from headaudit.parallel import Ended
 from headaudit.profiles import Profile
 from headaudit.subjects import Subject
 from headaudit.train.checks import (
@@ -33,9 +38,13 @@ from headaudit.train.checks import (
     VsMeasurement,
 )
 from headaudit.train.data import TrainData
-from headaudit.train.loop import HeadSpec, SeedRun, TrainConfig, batch_plan
-from headaudit.train.pool import run_all
+from headaudit.train.loop import HeadSpec, SeedRun, TrainConfig, batch_plan, run_one
+from headaudit.train.pool import Task, run_tasks
 from headaudit.train.stats import Interval, interval, paired
+from headaudit.train.stored import cluster_from_json, cluster_to_json, run_from_json, run_to_json
+
+if TYPE_CHECKING:
+    from headaudit.cache import ResultCache
 
 __all__ = ["RECOMMENDED", "TrainSession", "head_specs", "run_session"]
 
@@ -165,9 +174,10 @@ class TrainSession:
     def seconds_per_step(self, role: str, cpu: bool = False) -> Interval | None:
         """Wall-clock (or this process's CPU) seconds per training step, over seeds."""
         runs = [r for r in self.of(role) if r.status == "ok"]
-        if not runs:
-            return None
-        return interval([r.cpu_seconds_per_step if cpu else r.seconds_per_step for r in runs])
+        times = [r.cpu_seconds_per_step if cpu else r.seconds_per_step for r in runs]
+        if not runs or any(t is None for t in times):
+            return None  # not run, or served from the cache (never timed)
+        return interval([float(t) for t in times if t is not None])
 
     # --- verdicts and the section ---------------------------------------------------------
 
@@ -319,6 +329,30 @@ def _cluster_measurement(
     )
 
 
+@dataclass
+class _Tasks:
+    """The session's tasks (a run per head and seed, a cluster weight per head), the ones the
+    cache served, and what to store once the others ran."""
+
+    session_tasks: list[Task] = field(default_factory=list)
+    served: dict[int, Any] = field(default_factory=dict)  # index -> result from the cache
+    keys: dict[int, tuple[str, Callable[[Any], Json | None]]] = field(default_factory=dict)
+
+    def add(self, task: Task, key: str | None, cached: Any, to_json: Callable[[Any], Json | None]) -> None:
+        index = len(self.session_tasks)
+        self.session_tasks.append(task)
+        if cached is not None:
+            self.served[index] = cached
+        elif key is not None:
+            self.keys[index] = (key, to_json)
+
+
+def _run_config(config: TrainConfig, seed: int) -> dict[str, Json]:
+    """The configuration one run depends on: the session's, at its own seed."""
+    kept = {k: v for k, v in dataclasses.asdict(config).items() if k not in ("seeds", "seed")}
+    return {**kept, "run_seed": seed}
+
+
 def run_session(
     subjects: Mapping[str, Subject],
     data: TrainData,
@@ -327,17 +361,66 @@ def run_session(
     *,
     workers: int = 1,
     progress: Callable[[str], None] | None = None,
+    cache: ResultCache | None = None,
 ) -> TrainSession:
-    """Train every head of ``subjects`` (role -> subject) at every seed, and measure the cluster weights."""
+    """Train every head of ``subjects`` (role -> subject) at every seed and measure the cluster
+    weights, each task in a worker process; ``cache`` serves and keeps what cannot have changed
+    (:mod:`headaudit.train.stored`)."""
+    from headaudit.cache import train_key
+
     specs, recommended = head_specs(subjects)
-    tasks = [(spec, seed) for seed in config.seed_list for spec in specs]
-    runs = run_all(tasks, data, config, workers=workers, progress=progress)
-    cluster: dict[str, ClusterWeightMeasurement | Finding] = {}
+    subject_of = {spec.role: subjects.get(spec.role) or subjects["candidate"] for spec in specs}
+    digest = data.digest() if cache is not None else ""
+    tasks = _Tasks()
+
+    def key_of(kind: str, spec: HeadSpec, settings: dict[str, Json]) -> str | None:
+        if cache is None:
+            return None
+        return train_key(kind, subject_of[spec.role], [list(x) for x in spec.settings], digest, settings, profile)
+
+    for seed in config.seed_list:
+        for spec in specs:
+            key = key_of("run", spec, _run_config(config, seed))
+            run = None if key is None or cache is None else run_from_json(cache.training(key), spec.role)
+            task = Task(
+                f"training {spec.role} seed {seed}",
+                functools.partial(run_one, spec, data, config, seed),
+                functools.partial(_run_ended, spec, seed),
+            )
+            tasks.add(task, key, run, run_to_json)
     for spec in specs:
-        subject = next((s for r, s in subjects.items() if r == spec.role), None) or subjects["candidate"]
-        if progress:
-            progress(f"cluster weight of {spec.role}")
-        cluster[spec.role] = _cluster_measurement(subject, spec, data, config, profile)
+        key = key_of("cluster", spec, {**dataclasses.asdict(config), "seeds": list(config.seed_list)})
+        found = None if key is None or cache is None else cluster_from_json(cache.training(key))
+        task = Task(
+            f"cluster weight of {spec.role}",
+            functools.partial(_cluster_measurement, subject_of[spec.role], spec, data, config, profile),
+            _cluster_ended,
+        )
+        tasks.add(task, key, found, cluster_to_json)
+    todo = [i for i in range(len(tasks.session_tasks)) if i not in tasks.served]
+    done = run_tasks([tasks.session_tasks[i] for i in todo], workers=workers, progress=progress)
+    results = dict(tasks.served)
+    for index, result in zip(todo, done, strict=True):
+        results[index] = result
+        if cache is not None and index in tasks.keys:
+            key, to_json = tasks.keys[index]
+            value = to_json(result)
+            if value is not None:
+                cache.store_training(key, value)
+    if cache is not None:
+        cache.training_reused += len(tasks.served)
+        cache.training_tasks += len(tasks.session_tasks)
+    ordered = [results[i] for i in range(len(tasks.session_tasks))]
+    runs = [r for r in ordered if isinstance(r, SeedRun)]
+    cluster = dict(zip((spec.role for spec in specs), ordered[len(runs) :], strict=True))
     order = {spec.role: i for i, spec in enumerate(specs)}
     runs = sorted(runs, key=lambda r: (order[r.role], r.seed))
     return TrainSession(data, config, specs, tuple(runs), recommended, cluster)
+
+
+def _run_ended(spec: HeadSpec, seed: int, how: Ended) -> SeedRun:
+    return SeedRun(spec.role, seed, "error", f"the subject ended the worker process ({how.describe()})")
+
+
+def _cluster_ended(how: Ended) -> Finding:
+    return Finding("error", Msg("common.worker_ended", {"how": how.describe()}))
