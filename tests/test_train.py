@@ -451,3 +451,20 @@ def test_check_trains_as_recorded_and_a_coupled_head_is_a_regression(
     # a comparison with another training session is refused, as another seed is
     assert main([*base, *plain, "--seeds", "3"]) == 2
     assert "training '--train --seeds 3" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("role", ["baseline", "candidate"])
+def test_a_name_the_head_lacks_is_n_a_naming_it_and_the_rest_is_measured(tmp_path: Path, role: str) -> None:
+    """A copy that renamed ``proto_manager``: the cluster weight reads its prototypes, so it
+    is n/a naming the name looked for; the runs (forward, labels) and eval-batch still measure."""
+    data = load_npz(_npz(tmp_path, **_features()), 0)
+    other = "candidate" if role == "baseline" else "baseline"
+    renamed = load_subject(str(SUBJECTS_DIR / "renamed_manager.py"), role)
+    session = _session({role: renamed, other: _load("PerSample", other)}, data)
+    found = {r.check: r for r in session.results([role]) if r.subject == role}
+    assert found["train.cluster-weight"].verdict == "n/a"
+    assert "proto_manager" in json.dumps(found["train.cluster-weight"].message.to_dict())
+    assert found["train.eval-batch"].verdict in ("pass", "warn", "fail")
+    summary = session.summary(role)
+    assert summary is not None
+    assert summary["same_class_cosine"] is None  # no prototypes to compare, not a number
