@@ -143,6 +143,19 @@ def _settings(seed: int, profile: Profile, timeout: float | None) -> dict[str, J
     return {"seed": seed, "profile": profile.name, "factor": profile.factor, "timeout": timeout}
 
 
+def _subject(subject: Subject) -> dict[str, Json]:
+    """What every key names of a subject: its name maps, how it is shown, its head class and
+    the content of every file of the user's that loading it ran."""
+    return {
+        "maps": [list(entry) for entry in subject.names.entries],
+        "subject": {
+            "display": subject.display,
+            "class": subject.head_cls.__name__,
+            "files": [list(f) for f in subject.files],
+        },
+    }
+
+
 def result_key(
     check: Check[Any],
     subject: Subject,
@@ -159,12 +172,7 @@ def result_key(
         "check": check.id,
         **_environment(),
         **_settings(seed, profile, timeout),
-        "maps": [list(entry) for entry in subject.names.entries],
-        "subject": {
-            "display": subject.display,
-            "class": subject.head_cls.__name__,
-            "files": [list(f) for f in subject.files],
-        },
+        **_subject(subject),
         "hosts": [
             {"variant": variant, "display": f.display, "class": f.class_name, "files": [list(x) for x in f.files]}
             for variant, f in (*hosts.variants(), ("wrapper", hosts.wrapper))
@@ -191,12 +199,7 @@ def train_key(kind: str, subject: Subject, settings: Json, data: str, config: Js
             **_environment(),
             "profile": profile.name,
             "factor": profile.factor,
-            "maps": [list(entry) for entry in subject.names.entries],
-            "subject": {
-                "display": subject.display,
-                "class": subject.head_cls.__name__,
-                "files": [list(f) for f in subject.files],
-            },
+            **_subject(subject),
             "settings": settings,
             "data": data,
             "config": config,
