@@ -849,9 +849,9 @@ def _mismatch(args: argparse.Namespace, expected: Report, path: Path | None) -> 
     if recorded_training is not None:
         from headaudit.train.command import reproduce_options
 
-        if reproduce_options(args) != recorded_training:
-            now, was = " ".join(reproduce_options(args)), " ".join(recorded_training)
-            differs.append(f"training {now!r} (recorded {was!r})")
+        now = reproduce_options(args)
+        if now != recorded_training:
+            differs.append(f"training {' '.join(now)!r} (recorded {' '.join(recorded_training)!r})")
     if not differs:
         return None
     what = " and ".join(differs)

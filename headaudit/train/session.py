@@ -329,22 +329,16 @@ def _cluster_measurement(
     )
 
 
-@dataclass
-class _Tasks:
-    """The session's tasks (a run per head and seed, a cluster weight per head), the ones the
-    cache served, and what to store once the others ran."""
+@dataclass(frozen=True)
+class _Kept:
+    """A session's task with what the cache needs of it: its key (None: no cache), how its
+    stored value reads back (None for a missing or damaged entry) and how its result is kept
+    (None: not kept)."""
 
-    session_tasks: list[Task] = field(default_factory=list)
-    served: dict[int, Any] = field(default_factory=dict)  # index -> result from the cache
-    keys: dict[int, tuple[str, Callable[[Any], Json | None]]] = field(default_factory=dict)
-
-    def add(self, task: Task, key: str | None, cached: Any, to_json: Callable[[Any], Json | None]) -> None:
-        index = len(self.session_tasks)
-        self.session_tasks.append(task)
-        if cached is not None:
-            self.served[index] = cached
-        elif key is not None:
-            self.keys[index] = (key, to_json)
+    task: Task
+    key: str | None
+    from_json: Callable[[Json], Any]
+    to_json: Callable[[Any], Json | None]
 
 
 def _run_config(config: TrainConfig, seed: int) -> dict[str, Json]:
@@ -371,50 +365,61 @@ def run_session(
     specs, recommended = head_specs(subjects)
     subject_of = {spec.role: subjects.get(spec.role) or subjects["candidate"] for spec in specs}
     digest = data.digest() if cache is not None else ""
-    tasks = _Tasks()
 
     def key_of(kind: str, spec: HeadSpec, settings: dict[str, Json]) -> str | None:
         if cache is None:
             return None
         return train_key(kind, subject_of[spec.role], [list(x) for x in spec.settings], digest, settings, profile)
 
-    for seed in config.seed_list:
-        for spec in specs:
-            key = key_of("run", spec, _run_config(config, seed))
-            run = None if key is None or cache is None else run_from_json(cache.training(key), spec.role)
-            task = Task(
+    runs_config = {**dataclasses.asdict(config), "seeds": list(config.seed_list)}
+    kept = [
+        _Kept(
+            Task(
                 f"training {spec.role} seed {seed}",
                 functools.partial(run_one, spec, data, config, seed),
                 functools.partial(_run_ended, spec, seed),
-            )
-            tasks.add(task, key, run, run_to_json)
-    for spec in specs:
-        key = key_of("cluster", spec, {**dataclasses.asdict(config), "seeds": list(config.seed_list)})
-        found = None if key is None or cache is None else cluster_from_json(cache.training(key))
-        task = Task(
-            f"cluster weight of {spec.role}",
-            functools.partial(_cluster_measurement, subject_of[spec.role], spec, data, config, profile),
-            _cluster_ended,
+            ),
+            key_of("run", spec, _run_config(config, seed)),
+            functools.partial(run_from_json, role=spec.role),
+            run_to_json,
         )
-        tasks.add(task, key, found, cluster_to_json)
-    todo = [i for i in range(len(tasks.session_tasks)) if i not in tasks.served]
-    done = run_tasks([tasks.session_tasks[i] for i in todo], workers=workers, progress=progress)
-    results = dict(tasks.served)
+        for seed in config.seed_list
+        for spec in specs
+    ] + [
+        _Kept(
+            Task(
+                f"cluster weight of {spec.role}",
+                functools.partial(_cluster_measurement, subject_of[spec.role], spec, data, config, profile),
+                _cluster_ended,
+            ),
+            key_of("cluster", spec, runs_config),
+            cluster_from_json,
+            cluster_to_json,
+        )
+        for spec in specs
+    ]
+    results: dict[int, Any] = {}
+    if cache is not None:
+        for index, entry in enumerate(kept):
+            assert entry.key is not None
+            found = entry.from_json(cache.training(entry.key))
+            if found is not None:
+                results[index] = found
+        cache.training_reused += len(results)
+        cache.training_tasks += len(kept)
+    todo = [index for index in range(len(kept)) if index not in results]
+    done = run_tasks([kept[index].task for index in todo], workers=workers, progress=progress)
     for index, result in zip(todo, done, strict=True):
         results[index] = result
-        if cache is not None and index in tasks.keys:
-            key, to_json = tasks.keys[index]
-            value = to_json(result)
-            if value is not None:
-                cache.store_training(key, value)
-    if cache is not None:
-        cache.training_reused += len(tasks.served)
-        cache.training_tasks += len(tasks.session_tasks)
-    ordered = [results[i] for i in range(len(tasks.session_tasks))]
-    runs = [r for r in ordered if isinstance(r, SeedRun)]
-    cluster = dict(zip((spec.role for spec in specs), ordered[len(runs) :], strict=True))
+        entry = kept[index]
+        value = entry.to_json(result)
+        if cache is not None and entry.key is not None and value is not None:
+            cache.store_training(entry.key, value)
+    ordered = [results[index] for index in range(len(kept))]
+    count = len(config.seed_list) * len(specs)  # the runs come first, then a cluster weight per head
+    cluster = dict(zip((spec.role for spec in specs), ordered[count:], strict=True))
     order = {spec.role: i for i, spec in enumerate(specs)}
-    runs = sorted(runs, key=lambda r: (order[r.role], r.seed))
+    runs = sorted(ordered[:count], key=lambda r: (order[r.role], r.seed))
     return TrainSession(data, config, specs, tuple(runs), recommended, cluster)
 
 
