@@ -10,7 +10,10 @@ The probe. The term is a function of some tensors the check controls: the simila
 prototypes it feeds the loss, or the head's own parameters (``proto_manager.prototypes``
 and the parameters the class embeddings come from, ``mixed_attn`` and ``proj``), in float64
 where the head allows. They are grouped (one group per input or module); per group, one
-seeded direction ``v`` of random signs, and
+seeded direction ``v`` of random signs and magnitudes (each entry ``±(0.5 + u)``, ``u``
+uniform in ``[0, 1)``: a term that weighs many entries alike, a mean over samples, would
+have a directional derivative of exactly 0 along about one direction in five of pure signs,
+and a gradient that flows could then not be told from one that is wrong), and
 
 - autograd's directional derivative ``<grad T, v>`` (0 where the term has no graph or the
   gradient does not reach the group),
@@ -191,6 +194,12 @@ def _scalar(value: object) -> float:
     return math.nan if t is None else float(t.detach().double().sum())
 
 
+def _direction(t: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+    """A seeded direction along ``t``: random signs times magnitudes in ``[0.5, 1.5)``."""
+    signs = torch.randint(0, 2, t.shape, generator=gen, dtype=torch.float64) * 2 - 1
+    return (signs * (0.5 + torch.rand(t.shape, generator=gen, dtype=torch.float64))).to(t.dtype)
+
+
 @dataclass(frozen=True)
 class _Group:
     term: str
@@ -222,7 +231,7 @@ def probe(
     """
     base = dict(evaluate())
     tensors = [t for _, ts in groups for t in ts]
-    directions = [[(torch.randint(0, 2, t.shape, generator=gen) * 2 - 1).to(t.dtype) for t in ts] for _, ts in groups]
+    directions = [[_direction(t, gen) for t in ts] for _, ts in groups]
     autograd: dict[str, list[float]] = {}
     mass: dict[str, list[float]] = {}
     reached: dict[str, list[bool]] = {}  # whether the term's graph reaches the group at all
