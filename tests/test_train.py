@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from headaudit.checks._trains import TermTraining
 from headaudit.model import Result
 from headaudit.profiles import active_profile
 from headaudit.subjects import Subject, bundled_reference, load_subject
@@ -75,14 +76,25 @@ def test_eval_batch_judge() -> None:
     assert judge_eval_batch(_eval(0.05, None, None, 0.05)).message.id == "train.eval-batch.one_seed"
 
 
-def _cluster(measured: int, below: int) -> ClusterWeightMeasurement:
-    return ClusterWeightMeasurement("own", 100, 0.8, 0, measured, below, 0.5, 0.01, 1e-6)
+_TRAINS = (TermTraining("proto_loss_fn[cluster_loss]", "trains", "similarities"),)
+_DETACHED = (TermTraining("proto_loss_fn[cluster_loss]", "no-gradient", "similarities"),)
+
+
+def _cluster(measured: int, below: int, training: tuple[TermTraining, ...] = _TRAINS) -> ClusterWeightMeasurement:
+    return ClusterWeightMeasurement("own", 100, 0.8, 0, measured, below, 0.5, 0.01, 1e-6, training)
 
 
 def test_cluster_weight_judge() -> None:
     assert judge_cluster_weight(_cluster(100, 25)).verdict == "pass"  # a quarter is allowed
     assert judge_cluster_weight(_cluster(100, 26)).verdict == "fail"
     assert judge_cluster_weight(_cluster(0, 0)).verdict == "warn"  # nothing to compare: no pass
+    # a weight that never collapses is no pass for a term that does not train ...
+    detached = judge_cluster_weight(_cluster(100, 0, _DETACHED))
+    assert (detached.verdict, detached.message.id) == ("fail", "trains.no-gradient")
+    assert judge_cluster_weight(_cluster(100, 26, _DETACHED)).message.id == "train.cluster-weight.fail"
+    # ... nor for one the probe never saw train
+    unseen = judge_cluster_weight(_cluster(100, 0, ()))
+    assert (unseen.verdict, unseen.message.id) == ("warn", "train.cluster-weight.untested")
 
 
 def _vs(acc: Interval, rare: Interval) -> VsMeasurement:
@@ -230,23 +242,30 @@ def test_tiny_run_in_both_slots(tmp_path: Path) -> None:
 # head_optimal.py's weights give an absent class the largest weight: the present ones collapse.
 # AllClassesDenominator divides by every class, not the present ones: its term shrinks to
 # (present / all), never below a tenth with 7 classes, so it passes this check (and fails
-# weights.absent-classes, which judges any shrink).
+# weights.absent-classes, which judges any shrink). DetachedCluster is head_fixed.py with the
+# cluster term detached: its weight never collapses, and it teaches nothing.
 @pytest.mark.parametrize(
-    ("spec", "verdict"),
+    ("spec", "verdict", "message"),
     [
-        (str(bundled_reference("head_optimal.py")), "fail"),
-        (f"{SUBJECTS_DIR / 'class_weights.py'}:AllClassesDenominator", "pass"),
-        (f"{SUBJECTS_DIR / 'class_weights.py'}:PresentOnly", "pass"),
+        (str(bundled_reference("head_optimal.py")), "fail", "train.cluster-weight.fail"),
+        (f"{SUBJECTS_DIR / 'class_weights.py'}:AllClassesDenominator", "pass", "train.cluster-weight.pass"),
+        (f"{SUBJECTS_DIR / 'class_weights.py'}:PresentOnly", "pass", "train.cluster-weight.pass"),
+        (f"{SUBJECTS_DIR / 'untrainable_terms.py'}:DetachedCluster", "fail", "trains.no-gradient"),
     ],
 )
 @pytest.mark.parametrize("role", ["baseline", "candidate"])
-def test_cluster_weight_on_the_training_batches(spec: str, verdict: str, role: str) -> None:
+def test_cluster_weight_on_the_training_batches(spec: str, verdict: str, message: str, role: str) -> None:
     pytest.importorskip("sklearn")
     subject = load_subject(spec, role)
     spec = HeadSpec(role, subject.spec)
     measured = _cluster_measurement(subject, spec, digits_data(0), TINY, active_profile(None))
     assert isinstance(measured, ClusterWeightMeasurement), measured
-    assert judge_cluster_weight(measured).verdict == verdict
+    found = judge_cluster_weight(measured)
+    assert (found.verdict, found.message.id) == (verdict, message), found
+    probed = {r.outcome for r in measured.training if "cluster_loss" in r.term}
+    assert probed == ({"no-gradient"} if verdict == "fail" and "trains" in message else {"trains"}), measured.training
+    if "trains" in message:  # the weight alone would have passed it
+        assert measured.below_limit == 0
 
 
 def test_a_renamed_labels_parameter_trains_through_the_map(tmp_path: Path) -> None:

@@ -25,7 +25,9 @@ its measurement.
   under the head of every class over its value under a head of the classes present (same
   similarities, seeded; :mod:`headaudit.checks.weights` measures the same on simulated
   batches). It fails when that effective weight is below one tenth in more than a quarter
-  of the steps.
+  of the steps, and, as every check that reads a loss term, when that term does not train
+  (:func:`headaudit.checks._trains.probe_loss` on the head of every class): a detached term
+  keeps its weight and teaches nothing, so its weight alone never passes.
 - ``train.vs-baseline``: the paired difference (same seed, same batches) of balanced
   accuracy and of the mean recall of the three rarest training classes against the
   baseline, with 95 % intervals: "better" when the interval lies above 0, "worse" below,
@@ -40,6 +42,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Generic, Protocol, TypeVar
 
+from headaudit.checks._trains import TermTraining, untrained
 from headaudit.errors import CheckDefinitionError
 from headaudit.messages import Msg, has
 from headaudit.model import Finding
@@ -146,6 +149,7 @@ class ClusterWeightMeasurement:
     median: float
     lowest: float
     tolerance: float
+    training: tuple[TermTraining, ...] = ()  # whether the term trains (every class present)
 
     @property
     def share_below(self) -> float:
@@ -162,10 +166,15 @@ def judge_cluster_weight(m: ClusterWeightMeasurement) -> Finding:
         "absent": m.absent_share,
         "steps": m.steps,
     }
+    if m.measured and m.share_below > CLUSTER_STEP_SHARE:
+        return Finding("fail", Msg("train.cluster-weight.fail", params))
+    untrainable = untrained(m.training)
+    if untrainable is not None:
+        return untrainable
     if m.measured == 0:
         return Finding("warn", Msg("train.cluster-weight.unmeasured", params))
-    if m.share_below > CLUSTER_STEP_SHARE:
-        return Finding("fail", Msg("train.cluster-weight.fail", params))
+    if not any(r.outcome == "trains" for r in m.training):  # a weight kept by a term never seen training
+        return Finding("warn", Msg("train.cluster-weight.untested", params))
     return Finding("pass", Msg("train.cluster-weight.pass", params))
 
 

@@ -312,6 +312,7 @@ def _cluster_measurement(
                     worst = max(worst, tolerance((with_absent, without), max(abs(a), abs(b))))
                     if b != 0 and math.isfinite(a / b):
                         factors.append(a / b)
+            training = weights._training(ctx, heads, classes, 31_000)  # does the term it weighs train?
     except SubjectRaised as exc:
         return Finding("error", Msg("common.subject_raised", {"where": exc.where, "detail": exc.detail}))
     except (NameMissing, SettingNotApplied) as exc:
@@ -326,6 +327,7 @@ def _cluster_measurement(
         median=float(np.median(factors)) if factors else math.nan,
         lowest=min(factors) if factors else math.nan,
         tolerance=worst,
+        training=training,
     )
 
 

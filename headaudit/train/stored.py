@@ -18,6 +18,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
+from headaudit.checks._trains import TermTraining
 from headaudit.messages import msg_from_dict
 from headaudit.model import Finding, Json
 from headaudit.train.checks import ClusterWeightMeasurement
@@ -74,10 +75,10 @@ def cluster_from_json(value: Any) -> ClusterWeightMeasurement | Finding | None:
         if "finding" in value:
             finding = value["finding"]
             return Finding(finding["verdict"], msg_from_dict(finding["message"]))
-        kept = value["measurement"]
-        fields = {f.name: f.type for f in dataclasses.fields(ClusterWeightMeasurement)}
-        if set(kept) != set(fields):
+        kept = dict(value["measurement"])
+        if set(kept) != {f.name for f in dataclasses.fields(ClusterWeightMeasurement)}:
             return None
+        kept["training"] = tuple(TermTraining(**record) for record in kept["training"])
         return ClusterWeightMeasurement(**kept)
     except (KeyError, TypeError, ValueError):
         return None
