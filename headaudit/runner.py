@@ -566,15 +566,39 @@ def run_audit(
     found: list[Result | None] = [
         None if cache is None or key is None else cache.lookup(key, p.role) for p, key in zip(pairs, keys, strict=True)
     ]
-    todo = [i for i, hit in enumerate(found) if hit is None]
-    measured = run_pairs(
-        [pairs[i] for i in todo], seed=seed, profile=profile, timeout=timeout, hosts=hosts, progress=progress, jobs=jobs
-    )
-    for i, result in zip(todo, measured, strict=True):
-        found[i] = result
-        key = keys[i]
-        if cache is not None and key is not None:
-            cache.store(key, result)
+    # a key asked twice in this run (the same file in two slots) is measured once, then
+    # served to the other slot as the cache would serve it to the next run
+    firsts: set[str] = set()
+    twins: list[int] = []
+    todo: list[int] = []
+    for i, key in enumerate(keys):
+        if found[i] is not None:
+            continue
+        if key is not None and key in firsts:
+            twins.append(i)
+            continue
+        if key is not None:
+            firsts.add(key)
+        todo.append(i)
+
+    def measure(indices: list[int]) -> None:
+        measured = run_pairs(
+            [pairs[i] for i in indices], seed=seed, profile=profile, timeout=timeout, hosts=hosts,
+            progress=progress, jobs=jobs,
+        )  # fmt: skip
+        for i, result in zip(indices, measured, strict=True):
+            found[i] = result
+            key = keys[i]
+            if cache is not None and key is not None:
+                cache.store(key, result)
+
+    measure(todo)
+    if cache is not None:
+        for i in twins:
+            key = keys[i]
+            assert key is not None
+            found[i] = cache.lookup(key, pairs[i].role)  # None where the first ended in error
+    measure([i for i in twins if found[i] is None])  # an error is measured again, in its own slot
     results = [r for r in found if r is not None]
     maps = next(iter(subjects.values())).names.entries if subjects else ()
     return Report(

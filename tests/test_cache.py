@@ -119,6 +119,30 @@ def test_json_reports_are_identical_and_swapped_roles_reuse_every_result(
     assert ("gate.convex", "candidate") in roles
 
 
+def test_one_file_in_two_slots_is_measured_once_per_check(cache_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The same file as baseline and candidate: each result is measured in one slot and served
+    to the other within the run, as the next run would be served; the report is the one
+    ``--no-cache`` gives (which measures both slots). An ``error`` is measured in each slot."""
+    args = ("report", "--no-bench", "--only", ONLY, "--format", "json", "--baseline", PRINTING, "--candidate", PRINTING)
+    code, cached, err = _run(capsys, *args)
+    assert code == 0
+    assert _counts(err) == (3, 6)
+    measured = re.search(r"measured now: ([^(]*) \(", err)
+    assert measured is not None, err
+    assert set(measured.group(1).split(", ")) == {f"{c} on baseline" for c in ONLY.split(",")}
+    assert cli.main([*args, "--no-cache"]) == 0
+    assert capsys.readouterr().out == cached
+    raising = load_subject(str(SUBJECTS / "forward_raises.py"))
+    cache = ResultCache(cache_root())
+    check = by_id("gate.convex")
+    assert check is not None
+    report = run_audit(
+        {"baseline": raising, "candidate": raising}, [check], seed=0, profile=active_profile(), cache=cache
+    )
+    assert cache.measured == [("gate.convex", "baseline"), ("gate.convex", "candidate")]
+    assert {r.verdict for r in report.results} == {"error"}
+
+
 def test_editing_the_candidate_reruns_only_its_pairs(
     cache_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -416,13 +416,17 @@ KNOWN_FAILS = {
 }
 
 
-def test_audit_of_head_fixed_in_both_slots_has_no_other_fail() -> None:
+def test_audit_of_head_fixed_in_both_slots_has_no_other_fail(tmp_path: Path) -> None:
+    """With a cache, as ``report --baseline head_fixed.py --candidate head_fixed.py`` runs:
+    each result is measured in one slot and served to the other (the role-swap test
+    proves on the references that a slot changes no measurement)."""
+    from headaudit.cache import ResultCache
     from headaudit.checks import REGISTRY
     from headaudit.runner import run_audit
 
     subject = {role: load_subject(str(FIXED_PATH), role, timeout=60) for role in ROLES}
     checks = tuple(c for c in REGISTRY if not c.id.startswith("perf."))
-    report = run_audit(subject, checks, seed=0, profile=active_profile())
+    report = run_audit(subject, checks, seed=0, profile=active_profile(), cache=ResultCache(tmp_path / "cache"))
     bad = {}
     for role in ROLES:
         for found in checks:

@@ -16,6 +16,7 @@ import pytest
 import torch
 
 from headaudit import precision
+from headaudit.cache import ResultCache
 from headaudit.checks import REGISTRY
 from headaudit.model import Report, Result
 from headaudit.precision import computed_in, derived, observing, recording, tolerance
@@ -155,16 +156,18 @@ EXACT = frozenset(
 
 
 @pytest.fixture(scope="session")
-def extras_report(subject: LoadSubject) -> Report:
+def extras_report(subject: LoadSubject, tmp_path_factory: pytest.TempPathFactory) -> Report:
     """Every check that may take a tolerance on head_optimal.py with bfloat16 extras, in
-    both slots (one audit).
+    both slots (one audit, with a cache: each result is measured in one slot and served to
+    the other, as ``report`` does for one file in two slots).
 
     Its float32 twin is head_optimal.py itself, audited once per session already: in the
     candidate slot by ``reference_report``, in the baseline slot by ``swapped_report``.
     """
     extras = subject("precision_paths:Bfloat16Extras")
     checks = [c for c in REGISTRY if c.id not in EXACT]
-    return run_audit({"baseline": extras, "candidate": extras}, checks, seed=0, profile=active_profile())
+    cache = ResultCache(tmp_path_factory.mktemp("extras-cache"))
+    return run_audit({"baseline": extras, "candidate": extras}, checks, seed=0, profile=active_profile(), cache=cache)
 
 
 def _tolerances(value: object, path: str = "") -> dict[str, object]:
