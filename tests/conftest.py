@@ -189,6 +189,20 @@ def subject() -> LoadSubject:
     return load
 
 
+@pytest.fixture
+def fresh_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A result cache of this test's own (empty at its start), in place of the suite-wide
+    ``HEADAUDIT_NO_CACHE``: for a test that runs ``report`` and ``check`` several times on
+    files it edits, as a user does. The runs after the first are served what did not change
+    (the cache's own tests prove that a served result is the one a run measures), so the
+    test measures only the edited file again. Not for a test that patches headaudit in
+    process: the cache's key sees files, not patches."""
+    folder = tmp_path / "headaudit-cache"
+    monkeypatch.setenv("HEADAUDIT_CACHE_DIR", str(folder))
+    monkeypatch.delenv("HEADAUDIT_NO_CACHE", raising=False)
+    return folder
+
+
 @pytest.fixture(scope="session")
 def check() -> RunCheck:
     """Run one registered check on one subject in one slot, through the runner."""

@@ -336,6 +336,7 @@ def test_check_passes_on_the_recorded_files(
     assert "no regressions against audit.json (8 results compared)" in stderr
 
 
+@pytest.mark.usefixtures("fresh_cache")
 @pytest.mark.parametrize("slot", ["baseline", "candidate"])
 def test_a_mutant_fails_check_and_reverting_it_passes(
     project: Path, slot: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
@@ -388,6 +389,7 @@ def test_an_interface_change_is_reported(
     assert "regression: candidate forward.contract: interface changed: constructor argument temperature:" in stdout
 
 
+@pytest.mark.usefixtures("fresh_cache")
 def test_a_figure_a_thousand_times_worse_fails_check_and_three_times_does_not(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -487,6 +489,7 @@ def test_check_compares_the_exact_op_count_without_bench(project: Path, tmp_path
     }
 
 
+@pytest.mark.usefixtures("fresh_cache")
 def test_update_records_and_the_next_check_passes(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -510,6 +513,7 @@ def test_update_records_and_the_next_check_passes(
     assert "(nothing changed)" in stderr
 
 
+@pytest.mark.usefixtures("fresh_cache")
 def test_update_over_a_regression_records_it_and_says_so(
     project: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -540,14 +544,23 @@ def test_update_over_a_regression_records_it_and_says_so(
     ],
 )
 def test_bad_guard_input_is_one_line_and_exit_2(
-    tmp_path: Path, files: dict[str, str], args: list[str], needle: str
+    tmp_path: Path,
+    files: dict[str, str],
+    args: list[str],
+    needle: str,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
+    """Refused while the arguments and the configuration are read, before any head is
+    loaded, so in this process (an exception escaping ``main`` fails the test as a
+    traceback would)."""
     for name, text in files.items():
         (tmp_path / name).write_text(text, encoding="utf-8")
-    out = headaudit(*args, cwd=tmp_path)
-    assert out.returncode == 2, out.stdout + out.stderr
-    assert out.stderr.count("\n") == 1, out.stderr
-    assert needle in out.stderr
+    code, stdout, stderr = in_process(monkeypatch, capsys, tmp_path, *args)
+    assert code == 2, stdout + stderr
+    assert stdout == ""
+    assert stderr.count("\n") == 1, stderr
+    assert needle in stderr
 
 
 def test_flags_win_over_the_config(

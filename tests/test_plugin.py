@@ -145,6 +145,7 @@ def test_without_the_flag_the_plugin_adds_nothing(pytester: pytest.Pytester) -> 
 FIXED = ROOT / "reference" / "head_fixed.py"
 
 
+@pytest.mark.usefixtures("fresh_cache")  # report and check: the unedited results are served
 @pytest.mark.parametrize("mutant_id", ["con-same-class-pairs", "patches-flattened-together", "host-read-in-loss"])
 def test_a_catalogue_mutant_of_head_fixed_fails_check_and_the_plugin(
     pytester: pytest.Pytester, mutant_id: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
