@@ -70,22 +70,26 @@ def test_the_options_are_in_a_headaudit_group(pytester: pytest.Pytester) -> None
         assert option in text
 
 
-def test_known_failures_xfail_and_a_mutant_fails_until_reverted(pytester: pytest.Pytester, project: Path) -> None:
-    clean = pytester.runpytest_subprocess(
-        "--headaudit", "--headaudit-expect", "audit.json", "-rA", "-p", "no:cacheprovider"
-    )
+def test_known_failures_xfail_a_mutant_fails_until_reverted_and_xdist_agrees(
+    pytester: pytest.Pytester, project: Path
+) -> None:
+    args = ("--headaudit", "--headaudit-expect", "audit.json", "-rA", "-p", "no:cacheprovider")
+    clean = pytester.runpytest_subprocess(*args)
     assert clean.ret == 0, clean.stdout.str()
     counts = clean.parseoutcomes()
     assert counts.get("xfailed", 0) >= 1  # head.py's and head_optimal.py's recorded failures
     assert counts["passed"] + counts["xfailed"] == 8
 
     _mutate(project, "sep-includes-own-class")
-    bad = pytester.runpytest_subprocess(
-        "--headaudit", "--headaudit-expect", "audit.json", "-rA", "-p", "no:cacheprovider"
-    )
+    bad = pytester.runpytest_subprocess(*args)
     assert bad.ret == 1
     assert _outcomes(bad).count("FAILED ::headaudit[candidate-loss.separation-value]") == 1
     bad.stdout.fnmatch_lines(["*regression: candidate loss.separation-value: verdict: pass -> fail: *"])
+    # the same items spread over two xdist workers: the serial verdicts
+    spread = pytester.runpytest_subprocess(*args, "-n", "2")
+    assert spread.ret == 1
+    assert _outcomes(spread) == _outcomes(bad)
+    assert len(_outcomes(bad)) == 8
 
     shutil.copy(OPTIMAL, project / "head_optimal.py")
     again = pytester.runpytest_subprocess("--headaudit", "--headaudit-expect", "audit.json", "-p", "no:cacheprovider")
@@ -105,16 +109,6 @@ def test_a_regression_under_a_known_failure_fails_the_item(pytester: pytest.Pyte
     assert "FAILED ::headaudit[candidate-static.host-syncs]" in outcomes
     assert "XFAIL ::headaudit[baseline-static.host-syncs]" in outcomes  # head.py's, unchanged
     result.stdout.fnmatch_lines(["*new finding: site (head_optimal.py, OptimalPrototypeLoss.forward, .item(), #1)*"])
-
-
-def test_xdist_gives_the_serial_verdicts(pytester: pytest.Pytester, project: Path) -> None:
-    _mutate(project, "sep-includes-own-class")
-    args = ("--headaudit", "--headaudit-expect", "audit.json", "-rA", "-p", "no:cacheprovider")
-    serial = pytester.runpytest_subprocess(*args)
-    spread = pytester.runpytest_subprocess(*args, "-n", "2")
-    assert serial.ret == spread.ret == 1
-    assert _outcomes(serial) == _outcomes(spread)
-    assert len(_outcomes(serial)) == 8
 
 
 def test_without_an_expect_file_failing_checks_fail(pytester: pytest.Pytester, project: Path) -> None:
