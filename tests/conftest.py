@@ -190,6 +190,22 @@ def subject() -> LoadSubject:
 
 
 @pytest.fixture
+def bytecode_written(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Python writes bytecode beside each source it imports, whatever the environment says
+    (base images set ``PYTHONDONTWRITEBYTECODE``; ``make test`` sets a ``PYTHONPYCACHEPREFIX``):
+    a test that asserts no ``__pycache__`` appears next to a user's files then proves that
+    the loader suppresses it, instead of passing because nothing is ever written."""
+    monkeypatch.setattr(sys, "dont_write_bytecode", False)
+    monkeypatch.setattr(sys, "pycache_prefix", None)
+
+
+def bytecode_env() -> dict[str, str]:
+    """This environment for a subprocess that writes bytecode beside its sources (see
+    :func:`bytecode_written`)."""
+    return {k: v for k, v in os.environ.items() if k not in ("PYTHONDONTWRITEBYTECODE", "PYTHONPYCACHEPREFIX")}
+
+
+@pytest.fixture
 def fresh_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """A result cache of this test's own (empty at its start), in place of the suite-wide
     ``HEADAUDIT_NO_CACHE``: for a test that runs ``report`` and ``check`` several times on

@@ -391,6 +391,7 @@ def _pycache(folder: Path) -> list[Path]:
     return list(folder.rglob("__pycache__"))
 
 
+@pytest.mark.usefixtures("bytecode_written")
 @pytest.mark.parametrize("path", ["sibling/head.py", "relpkg/head.py"])
 def test_sibling_and_relative_imports_load_and_leave_no_trace(path: str) -> None:
     before_path, before_modules = list(sys.path), set(sys.modules)
@@ -401,6 +402,7 @@ def test_sibling_and_relative_imports_load_and_leave_no_trace(path: str) -> None
     assert not _pycache(SUBJECTS_DIR / Path(path).parent)
 
 
+@pytest.mark.usefixtures("bytecode_written")
 def test_same_named_siblings_of_two_subjects_do_not_mix(tmp_path: Path) -> None:
     for side in ("one", "two"):
         folder = tmp_path / side

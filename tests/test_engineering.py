@@ -13,7 +13,6 @@
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -39,7 +38,7 @@ from headaudit.profiles import active_profile
 from headaudit.render.markdown import render_markdown
 from headaudit.runner import run_check
 from headaudit.subjects import Subject, bundled_reference, make_subject
-from tests.conftest import ROLES, RunCheck, part_of
+from tests.conftest import ROLES, RunCheck, bytecode_env, part_of
 from tests.test_cli import in_process
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -129,6 +128,7 @@ def _copy_host(folder: Path, name: str = "models_mae.py", prefix: str = "") -> P
     return folder / name
 
 
+@pytest.mark.usefixtures("bytecode_written")
 def test_a_host_copy_loads_from_another_folder_with_its_sibling(tmp_path: Path) -> None:
     before_path, before = list(sys.path), set(sys.modules)
     host = load_host(str(_copy_host(tmp_path / "project")))
@@ -609,7 +609,8 @@ def test_sections_three_and_four_in_both_languages(audit: Report) -> None:
 
 
 def _cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1"}
+    """``headaudit ARGS`` in a subprocess that writes bytecode (the ``__pycache__`` check)."""
+    env = bytecode_env()
     return subprocess.run(
         [sys.executable, "-m", "headaudit", *args], capture_output=True, text=True, cwd=cwd, env=env, check=False,
         timeout=300,

@@ -61,6 +61,7 @@ def _heads(subject: Subject) -> list[str]:
 # --- loading -------------------------------------------------------------------------------------
 
 
+@pytest.mark.usefixtures("bytecode_written")
 def test_a_wrapper_that_does_not_import_is_kept_for_its_source() -> None:
     wrapper = load_wrapper(str(WRAPPERS / "timm_imagenet_exp.py"))
     assert wrapper.class_name == "Model"  # the class calling self.model(...), not the project's Exp
