@@ -569,13 +569,13 @@ def run_audit(
     # a key asked twice in this run (the same file in two slots) is measured once, then
     # served to the other slot as the cache would serve it to the next run
     firsts: set[str] = set()
-    twins: list[int] = []
+    twins: list[tuple[int, str]] = []
     todo: list[int] = []
     for i, key in enumerate(keys):
         if found[i] is not None:
             continue
         if key is not None and key in firsts:
-            twins.append(i)
+            twins.append((i, key))
             continue
         if key is not None:
             firsts.add(key)
@@ -593,12 +593,10 @@ def run_audit(
                 cache.store(key, result)
 
     measure(todo)
-    if cache is not None:
-        for i in twins:
-            key = keys[i]
-            assert key is not None
+    if cache is not None and twins:  # keys exist only with a cache
+        for i, key in twins:
             found[i] = cache.lookup(key, pairs[i].role)  # None where the first ended in error
-    measure([i for i in twins if found[i] is None])  # an error is measured again, in its own slot
+        measure([i for i, _ in twins if found[i] is None])  # an error is measured again, in its own slot
     results = [r for r in found if r is not None]
     maps = next(iter(subjects.values())).names.entries if subjects else ()
     return Report(

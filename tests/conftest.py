@@ -192,7 +192,7 @@ def subject() -> LoadSubject:
 @pytest.fixture
 def bytecode_written(monkeypatch: pytest.MonkeyPatch) -> None:
     """Python writes bytecode beside each source it imports, whatever the environment says
-    (base images set ``PYTHONDONTWRITEBYTECODE``; ``make test`` sets a ``PYTHONPYCACHEPREFIX``):
+    (base images set ``PYTHONDONTWRITEBYTECODE``; a ``PYTHONPYCACHEPREFIX`` would move it away):
     a test that asserts no ``__pycache__`` appears next to a user's files then proves that
     the loader suppresses it, instead of passing because nothing is ever written."""
     monkeypatch.setattr(sys, "dont_write_bytecode", False)

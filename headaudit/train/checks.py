@@ -166,7 +166,7 @@ def judge_cluster_weight(m: ClusterWeightMeasurement) -> Finding:
         "absent": m.absent_share,
         "steps": m.steps,
     }
-    if m.measured and m.share_below > CLUSTER_STEP_SHARE:
+    if m.share_below > CLUSTER_STEP_SHARE:  # 0 when nothing was measured
         return Finding("fail", Msg("train.cluster-weight.fail", params))
     untrainable = untrained(m.training)
     if untrainable is not None:
